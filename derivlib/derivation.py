@@ -1,0 +1,195 @@
+"""Derivations as data: steps, annotations, srepr <-> SymPy, and the text the models see.
+
+A derivation is a list of steps ``[annotation, srepr_of_equation]`` in exactly the authors'
+schema (PAPER.md §1): an annotation is ``"premise"``, ``"get_premise"``, ``"renaming_premise"``
+or ``[operator_name, equation_number, operand]`` with 1-based equation numbers, the operand an
+srepr string, an integer, or a second equation number (substitutions). Some of the authors'
+annotations store numbers >= 10 as strings; :func:`normalise_annotation` reads both.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+PREMISE_ANNOTATIONS = ("premise", "get_premise", "renaming_premise")
+SUBSTITUTIONS = ("substitute_LHS_for_RHS", "substitute_RHS_for_LHS")
+#: Binary operators whose operand is a second equation's number, not an expression.
+EQUATION_OPERAND = set(SUBSTITUTIONS)
+#: Operators without an operand.
+NO_OPERAND = {"cos", "sin", "exp", "log", "expand", "evaluate_derivatives", "evaluate_integrals"}
+JOIN = " and "
+
+
+# ----------------------------------------------------------------------------------- srepr
+
+# srepr strings are SymPy constructor calls (``Equality(Symbol('a', commutative=True), ...)``).
+# They are evaluated against SymPy's namespace with builtins removed: this is how SymPy itself
+# documents round-tripping srepr (``eval(srepr(e)) == e``).
+_SREPR_NAMESPACE: dict[str, Any] = {k: getattr(sp, k) for k in dir(sp) if not k.startswith("_")}
+_SREPR_NAMESPACE["__builtins__"] = {}
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_srepr_cached(text: str) -> sp.Basic:
+    return eval(text, _SREPR_NAMESPACE)  # noqa: S307 -- see the comment above
+
+
+def from_srepr(text: str) -> sp.Basic:
+    """SymPy object from an srepr string (ours or the authors'). Raises ValueError if malformed."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected an srepr string, got {type(text).__name__}")
+    try:
+        return _parse_srepr_cached(text)
+    except Exception as err:  # SyntaxError, NameError, TypeError from a malformed string
+        raise ValueError(f"not a valid srepr expression: {text[:120]!r} ({type(err).__name__}: {err})") from None
+
+
+def to_srepr(expr: sp.Basic) -> str:
+    return sp.srepr(expr)
+
+
+# ----------------------------------------------------------------------------------- annotations
+
+def normalise_annotation(annotation: Any) -> str | list:
+    """Annotation with equation numbers as ints (the authors store some as strings)."""
+    if isinstance(annotation, str):
+        if annotation not in PREMISE_ANNOTATIONS:
+            raise ValueError(f"unknown annotation {annotation!r}")
+        return annotation
+    if not isinstance(annotation, (list, tuple)) or not annotation:
+        raise ValueError(f"malformed annotation {annotation!r}")
+    name, *rest = annotation
+    if not rest:
+        raise ValueError(f"annotation {annotation!r} lacks an equation number")
+    out: list[Any] = [name, int(rest[0])]
+    if len(rest) > 1:
+        operand = rest[1]
+        if name in EQUATION_OPERAND:
+            operand = int(operand)
+        out.append(operand)
+    return out
+
+
+def is_premise(annotation: Any) -> bool:
+    return isinstance(annotation, str) and annotation in PREMISE_ANNOTATIONS
+
+
+def operator_name(annotation: Any) -> str:
+    return annotation if isinstance(annotation, str) else annotation[0]
+
+
+# ----------------------------------------------------------------------------------- LaTeX
+
+class AuthorsLatexPrinter(LatexPrinter):
+    """SymPy's LaTeX printer, made to print what SymPy 1.5.1 printed for the authors.
+
+    The released targets were printed by SymPy 1.5.1; SymPy 1.14 differs in a few places
+    (measured on the 500 released reference derivations):
+    - undefined functions whose name is not one token print as ``\\operatorname{J_{\\varepsilon}}``;
+    - integrals print a thin space ``\\,`` before the differential;
+    - symbol names are taken verbatim (1.14 re-reads ``\\sigma_x`` as ``\\sigma_{x}``,
+      ``\\hbar`` as ``\\bar{\\h}``); our vocabulary names are already LaTeX.
+    """
+
+    def _print_Symbol(self, expr, style="plain"):
+        name = expr.name
+        if name in self._settings.get("symbol_names", {}):
+            return self._settings["symbol_names"][name]
+        if "\\" in name or "{" in name:
+            return name  # already LaTeX (vocabulary symbol): print verbatim
+        return super()._print_Symbol(expr, style)
+
+    def _function_name_latex(self, name: str) -> str:
+        if "\\" in name or "{" in name or "_" in name:
+            # 1.5.1: a name that is a single LaTeX command stays bare; a compound one is wrapped
+            if re.fullmatch(r"\\[A-Za-z]+", name) or re.fullmatch(r"\\math[a-z]+\{[^{}]*\}", name):
+                return name
+            return r"\operatorname{" + name + "}"
+        return None
+
+    def _print_Function(self, expr, exp=None):
+        func = expr.func
+        if isinstance(func, sp.core.function.UndefinedFunction):
+            name = self._function_name_latex(func.__name__)
+            if name is not None:
+                args = ",".join(self._print(a) for a in expr.args)
+                if exp is not None:
+                    return f"{name}^{{{exp}}}{{({args})}}"
+                return f"{name}{{({args})}}"
+        return super()._print_Function(expr, exp)
+
+    def _print_Integral(self, expr):
+        return super()._print_Integral(expr).replace(r"\, d", " d")
+
+
+_PRINTER = AuthorsLatexPrinter()
+
+
+def clean_latex(text: str) -> str:
+    """The authors' cleaning of printed LaTeX: drop ``\\left``/``\\right``, ``' )'`` -> ``')'``."""
+    return text.replace("\\left", "").replace("\\right", "").replace(" )", ")")
+
+
+def to_latex(expr: sp.Basic) -> str:
+    """The cleaned LaTeX of an equation or expression, in the released data's dialect."""
+    return clean_latex(_PRINTER.doprint(expr))
+
+
+def latex_of_srepr(text: str) -> str:
+    return to_latex(from_srepr(text))
+
+
+# ----------------------------------------------------------------------------------- records
+
+@dataclass
+class Derivation:
+    """One derivation: ``steps`` in the authors' ``srepr_derivation`` schema."""
+
+    steps: list[list]  # [[annotation, srepr], ...]
+    id: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: dict, key: str = "srepr_derivation") -> "Derivation":
+        if key not in record:
+            raise ValueError(f"record {record.get('id', '?')!r} has no {key!r} field")
+        steps = [[normalise_annotation(a), s] for a, s in record[key]]
+        return cls(steps=steps, id=str(record.get("id", "")))
+
+    @property
+    def annotations(self) -> list:
+        return [a for a, _ in self.steps]
+
+    def equations(self) -> list[sp.Basic]:
+        return [from_srepr(s) for _, s in self.steps]
+
+    def latex(self) -> list[str]:
+        return [latex_of_srepr(s) for _, s in self.steps]
+
+    def target(self) -> str:
+        """The model's target text: every equation's LaTeX joined by ``" and "``."""
+        return JOIN.join(self.latex())
+
+    def premise_indices(self) -> list[int]:
+        return [i for i, (a, _) in enumerate(self.steps) if is_premise(a)]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def split_equations(text: str) -> list[str]:
+    """A derivation text split into its equations (the inverse of joining by ``" and "``)."""
+    return [part.strip() for part in text.split(JOIN) if part.strip()]
+
+
+def steps_to_record(steps: Sequence[Sequence], **extra) -> dict:
+    """A JSON-able record of a derivation: authors' fields plus ours."""
+    derivation = Derivation(steps=[list(s) for s in steps])
+    equations = derivation.latex()
+    return {**extra, "srepr_derivation": derivation.steps, "equations": equations,
+            "derivation": JOIN.join(equations)}
