@@ -342,3 +342,18 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     if run.complete:
         run._publish()
     return run
+
+
+def resolve_run_dir(value: str | Path, name: str) -> Path:
+    """An upstream run directory given as a notebook/CLI parameter.
+
+    Absolute or existing paths are taken as they are; otherwise the value is relative to the
+    data root (``generate/smoke`` -> ``data/generate/smoke``), so profiles stay portable.
+    """
+    path = Path(value)
+    if not path.is_absolute() and not path.exists():
+        path = data_root() / path
+    if not (path / COMPLETE).exists():
+        raise ParameterError(f"parameter {name!r}: {path} is not a complete run directory "
+                             "(run the notebook that makes it first)")
+    return path

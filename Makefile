@@ -1,0 +1,74 @@
+# derivlib: `make reproduce` runs every notebook with PROFILE (default smoke) on the CPU;
+# `make test` runs the tests, which also execute every notebook with the tiny profile.
+PROFILE ?= smoke
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.derivlib-installed
+BUILD := build/$(PROFILE)
+PKG := $(shell find derivlib -name '*.py' 2>/dev/null)
+RUN_NB = $(PY) -m derivlib notebook $(1) --profile $(PROFILE) --out $@
+
+.DELETE_ON_ERROR:
+.PHONY: reproduce test setup clean lab generate testsets train predict prompt-llm score errors paper-outputs benchmarks help
+
+help:
+	@echo "make reproduce [PROFILE=smoke|paper]  run every notebook (outputs: data/, figures/<profile>/, build/<profile>/)"
+	@echo "make test                             unit tests + every notebook with the tiny profile"
+	@echo "make lab                              JupyterLab with the derivlib kernel"
+	@echo "make clean                            remove build outputs (keeps data/llm caches of paid API calls)"
+
+# Set-up: a virtual environment, the package (editable), and the Jupyter kernel papermill uses.
+# Re-done only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name derivlib --display-name "derivlib (.venv)" >/dev/null
+	touch $@
+
+setup: $(STAMP)
+
+reproduce: generate testsets train predict prompt-llm score errors paper-outputs
+	@echo "done: executed notebooks in $(BUILD)/, figures in figures/$(PROFILE)/, data in data/"
+
+generate: $(BUILD)/01_generate.ipynb
+testsets: $(BUILD)/02_testsets.ipynb
+train: $(BUILD)/03_train_t5.ipynb
+predict: $(BUILD)/04_predict_t5.ipynb
+prompt-llm: $(BUILD)/05_prompt_llm.ipynb
+score: $(BUILD)/06_score.ipynb
+errors: $(BUILD)/07_error_analysis.ipynb
+paper-outputs: $(BUILD)/08_paper_outputs.ipynb
+
+NBDEPS = notebooks/params/$(PROFILE).yaml $(STAMP) $(PKG)
+$(BUILD)/01_generate.ipynb: notebooks/01_generate.ipynb $(NBDEPS)
+	$(call RUN_NB,01_generate)
+$(BUILD)/02_testsets.ipynb: notebooks/02_testsets.ipynb $(BUILD)/01_generate.ipynb $(NBDEPS)
+	$(call RUN_NB,02_testsets)
+$(BUILD)/03_train_t5.ipynb: notebooks/03_train_t5.ipynb $(BUILD)/02_testsets.ipynb $(NBDEPS)
+	$(call RUN_NB,03_train_t5)
+$(BUILD)/04_predict_t5.ipynb: notebooks/04_predict_t5.ipynb $(BUILD)/03_train_t5.ipynb $(NBDEPS)
+	$(call RUN_NB,04_predict_t5)
+$(BUILD)/05_prompt_llm.ipynb: notebooks/05_prompt_llm.ipynb $(BUILD)/02_testsets.ipynb $(NBDEPS)
+	$(call RUN_NB,05_prompt_llm)
+$(BUILD)/06_score.ipynb: notebooks/06_score.ipynb $(BUILD)/04_predict_t5.ipynb $(BUILD)/05_prompt_llm.ipynb $(NBDEPS)
+	$(call RUN_NB,06_score)
+$(BUILD)/07_error_analysis.ipynb: notebooks/07_error_analysis.ipynb $(BUILD)/04_predict_t5.ipynb $(BUILD)/05_prompt_llm.ipynb $(NBDEPS)
+	$(call RUN_NB,07_error_analysis)
+$(BUILD)/08_paper_outputs.ipynb: notebooks/08_paper_outputs.ipynb $(NBDEPS)
+	$(call RUN_NB,08_paper_outputs)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+benchmarks: $(STAMP)
+	for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Never deletes data/llm/: its response caches may hold paid API calls.
+clean:
+	rm -rf build figures/*/
+	find data -mindepth 1 -maxdepth 1 ! -name llm -exec rm -rf {} + 2>/dev/null || true
