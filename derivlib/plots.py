@@ -1,0 +1,13 @@
+"""One function per figure type. Each takes data (DataFrames, dicts) and returns a matplotlib
+Figure; notebooks save it with ``run.save_figure``. Several engineers append here: edit with
+targeted insertions only."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() in ("", "agg") else None
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+__all__ = ["plt", "sns"]
