@@ -3,11 +3,8 @@ Figure; notebooks save it with ``run.save_figure``. Several engineers append her
 targeted insertions only."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg") if matplotlib.get_backend().lower() in ("", "agg") else None
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import seaborn as sns
 
 sns.set_theme(style="whitegrid", context="notebook")
 __all__ = ["plt", "sns"]
