@@ -1,0 +1,216 @@
+"""Text metrics, computed exactly as the authors' released numbers were (PAPER.md §5), and fast.
+
+Paper-exact metrics (names as in the authors' files):
+
+- ``rouge``: rouge-score's ``rouge2`` F-measure, its default tokenizer (lower-cases and drops
+  every non-alphanumeric character, so ``\\ { } ^ = +`` vanish), no stemming, no bootstrap.
+- ``bleu``: BLEU of the tensorflow/nmt ``compute_bleu`` algorithm (what HF ``evaluate``'s
+  ``bleu`` runs) on 13a tokens, max order 4, no smoothing, brevity penalty. It equals sacrebleu's
+  BLEU with ``smooth_method="none"``, ``effective_order=False``, divided by 100; that is what we
+  call. One difference: nmt raises ``ZeroDivisionError`` on an empty prediction or reference,
+  sacrebleu (and therefore derivlib) scores it 0.
+- ``gleu``: NLTK ``corpus_gleu`` over one pair, n-grams 1-4, on 13a tokens.
+- ``bleurt``: only through a local checkpoint and an installed ``bleurt`` package, never a
+  download (see :func:`bleurt_scorer`).
+
+Ours, beside them (the default ROUGE tokenizer scores variable names only):
+
+- ``rouge2_latex``, ``bleu_latex``, ``gleu_latex``: the same formulas on :func:`latex_tokens`,
+  which keeps commands (``\\frac``), braces, operators and every letter and digit.
+
+Speed. Calling the libraries per pair re-tokenizes and re-counts n-grams of every string each
+time (about 1,000 pairs/s). Here each distinct string is tokenized and counted once (cached), and
+each pair only intersects two n-gram counters and hands the counts to the libraries' own
+statistic functions: rouge-score's ``_score_ngrams`` and sacrebleu's ``BLEU.compute_bleu``. The
+GLEU ratio ``matches / max(hyp n-grams, ref n-grams)`` is the one line NLTK's ``corpus_gleu``
+computes for one pair; it is written here because NLTK exposes no function taking counts.
+``tests/test_metrics.py`` proves every value identical to the plain library calls.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from rouge_score import rouge_scorer
+from rouge_score import tokenize as rouge_tokenize
+from sacrebleu.metrics.bleu import BLEU
+from sacrebleu.metrics.helpers import extract_all_word_ngrams
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+#: The metrics of the authors' files, in their order.
+PAPER_METRICS = ("rouge", "bleu", "gleu")
+#: Our LaTeX-aware variants.
+LATEX_METRICS = ("rouge2_latex", "bleu_latex", "gleu_latex")
+ALL_METRICS = PAPER_METRICS + LATEX_METRICS + ("bleurt",)
+MAX_ORDER = 4
+
+_tokenize_13a = Tokenizer13a()
+
+# A LaTeX command, an escaped character, one letter, a number, or any other single character.
+# Letters are single tokens because in LaTeX ``ab`` is a product of two symbols.
+_LATEX_TOKEN_RE = re.compile(r"\\[A-Za-z]+|\\.|[A-Za-z]|[0-9]+(?:\.[0-9]+)?|\S")
+# FLAN-T5 outputs arrive split by its tokenizer (``\ frac { d }``, PAPER.md §7): rejoin commands.
+_SPLIT_COMMAND_RE = re.compile(r"\\\s+(?=[A-Za-z])")
+
+
+def rouge_tokens(text: str) -> list[str]:
+    """rouge-score's default tokenizer, no stemming (what ``RougeScorer(["rouge2"])`` uses)."""
+    return rouge_tokenize.tokenize(text, None)
+
+
+def tokens_13a(text: str) -> list[str]:
+    """sacrebleu's 13a tokenizer (mteval-v13a), split into tokens."""
+    return _tokenize_13a(text).split()
+
+
+def latex_tokens(text: str) -> list[str]:
+    """Our LaTeX-aware tokens: commands, braces, operators, single letters and numbers kept."""
+    return _LATEX_TOKEN_RE.findall(_SPLIT_COMMAND_RE.sub(r"\\", text))
+
+
+class _TextStats:
+    """What every metric needs from one string, computed once per distinct string."""
+
+    __slots__ = ("rouge_bigrams", "ngrams", "length", "totals", "n_ngrams")
+
+    def __init__(self, rouge_bigrams: Counter, tokens: list[str]):
+        self.rouge_bigrams = rouge_bigrams
+        # sacrebleu's own n-gram extraction (orders 1-4 in one Counter), as its BLEU uses it.
+        self.ngrams, self.length = extract_all_word_ngrams(" ".join(tokens), 1, MAX_ORDER)
+        self.totals = [max(0, self.length - n + 1) for n in range(1, MAX_ORDER + 1)]
+        self.n_ngrams = sum(self.totals)
+
+
+@functools.lru_cache(maxsize=2**17)
+def _paper_stats(text: str) -> _TextStats:
+    return _TextStats(rouge_scorer._create_ngrams(rouge_tokens(text), 2), tokens_13a(text))
+
+
+@functools.lru_cache(maxsize=2**17)
+def _latex_stats(text: str) -> _TextStats:
+    tokens = latex_tokens(text)
+    return _TextStats(rouge_scorer._create_ngrams(tokens, 2), tokens)
+
+
+def clear_cache() -> None:
+    """Forget the per-string tokens and n-gram counts (the benchmark measures cold scoring)."""
+    _paper_stats.cache_clear()
+    _latex_stats.cache_clear()
+
+
+def _matches(prediction: _TextStats, reference: _TextStats) -> list[int]:
+    # Clipped n-gram matches per order: sacrebleu's segment statistics, from cached counters.
+    correct = [0] * MAX_ORDER
+    small, large = ((prediction.ngrams, reference.ngrams)
+                    if len(prediction.ngrams) <= len(reference.ngrams)
+                    else (reference.ngrams, prediction.ngrams))
+    get = large.get
+    for ngram, count in small.items():
+        other = get(ngram)
+        if other:
+            correct[len(ngram) - 1] += count if count < other else other
+    return correct
+
+
+def _scores(prediction: _TextStats, reference: _TextStats, rouge_name: str, bleu_name: str,
+            gleu_name: str, wanted: set) -> dict:
+    out = {}
+    if rouge_name in wanted:
+        out[rouge_name] = rouge_scorer._score_ngrams(reference.rouge_bigrams,
+                                                     prediction.rouge_bigrams).fmeasure
+    if bleu_name in wanted or gleu_name in wanted:
+        correct = _matches(prediction, reference)
+        if bleu_name in wanted:
+            out[bleu_name] = BLEU.compute_bleu(list(correct), list(prediction.totals),
+                                               prediction.length, reference.length,
+                                               smooth_method="none", effective_order=False,
+                                               max_ngram_order=MAX_ORDER).score / 100.0
+        if gleu_name in wanted:
+            # nltk.translate.gleu_score.corpus_gleu for one pair: tp / max(tpfp, tpfn), 0 if empty.
+            n_all = max(prediction.n_ngrams, reference.n_ngrams)
+            out[gleu_name] = sum(correct) / n_all if n_all > 0 else 0.0
+    return out
+
+
+def _check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
+    metrics = tuple(metrics)
+    unknown = [m for m in metrics if m not in ALL_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(ALL_METRICS)}")
+    return metrics
+
+
+def score_pair(prediction: str, reference: str,
+               metrics: Sequence[str] = PAPER_METRICS + LATEX_METRICS) -> dict[str, float]:
+    """Scores of one (prediction, reference) pair as fractions, e.g. ``{"rouge": 0.91, ...}``."""
+    return {name: float(values[0])
+            for name, values in score_pairs([prediction], [reference], metrics).items()}
+
+
+def score_pairs(predictions: Sequence[str], references: Sequence[str],
+                metrics: Sequence[str] = PAPER_METRICS, bleurt_checkpoint: str | Path | None = None,
+                ) -> dict[str, np.ndarray]:
+    """Score many pairs; returns metric -> array of per-pair scores (fractions, pair order)."""
+    metrics = _check_metrics(metrics)
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    for what, texts in (("prediction", predictions), ("reference", references)):
+        bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ValueError(f"{what} {bad} is {type(texts[bad]).__name__}, not a string")
+    wanted = set(metrics)
+    columns: dict[str, list[float]] = {m: [] for m in metrics if m != "bleurt"}
+    paper_wanted = wanted & set(PAPER_METRICS)
+    latex_wanted = wanted & set(LATEX_METRICS)
+    for prediction, reference in zip(predictions, references):
+        if paper_wanted:
+            row = _scores(_paper_stats(prediction), _paper_stats(reference),
+                          "rouge", "bleu", "gleu", paper_wanted)
+            for name, value in row.items():
+                columns[name].append(value)
+        if latex_wanted:
+            row = _scores(_latex_stats(prediction), _latex_stats(reference),
+                          "rouge2_latex", "bleu_latex", "gleu_latex", latex_wanted)
+            for name, value in row.items():
+                columns[name].append(value)
+    out = {name: np.asarray(values, dtype=float) for name, values in columns.items()}
+    if "bleurt" in wanted:
+        out["bleurt"] = bleurt_scorer(bleurt_checkpoint)(predictions, references)
+    return {name: out[name] for name in metrics}
+
+
+# ----------------------------------------------------------------------------------- BLEURT
+
+def bleurt_unavailable(checkpoint: str | Path | None) -> str | None:
+    """Why BLEURT cannot be computed here (None when it can). Nothing is ever downloaded."""
+    if not checkpoint:
+        return ("BLEURT left out: no local checkpoint given (the paper used bleurt-large-512; "
+                "pass its directory as bleurt_checkpoint)")
+    if not Path(checkpoint).is_dir():
+        return f"BLEURT left out: checkpoint directory {checkpoint} does not exist"
+    try:
+        import bleurt.score  # noqa: F401  (optional; pulls in TensorFlow)
+    except ImportError:
+        return ("BLEURT left out: the 'bleurt' package is not installed "
+                "(pip install git+https://github.com/google-research/bleurt)")
+    return None
+
+
+def bleurt_scorer(checkpoint: str | Path | None):
+    """A function (predictions, references) -> array of BLEURT scores from a local checkpoint."""
+    reason = bleurt_unavailable(checkpoint)
+    if reason:
+        raise ValueError(reason)
+    from bleurt import score as bleurt_score
+
+    scorer = bleurt_score.BleurtScorer(str(checkpoint))
+
+    def run(predictions, references):
+        return np.asarray(scorer.score(references=list(references), candidates=list(predictions)),
+                          dtype=float)
+    return run
