@@ -1,0 +1,535 @@
+"""The authors' derivation generator (PAPER.md §2), seeded, bounded and parallel.
+
+A derivation starts from one premise. Each step draws an arity (weights 0:5, 1:50, 2:100), then an
+operator of that arity, an equation to act on (recency weight ``1 + (p-i-1)^3`` for the i-th most
+recent, p = 10) and an operand, and keeps the result only if it passes every filter of the
+authors' code (an equation, new also with sides swapped, no ``Subs``/``Piecewise``, LaTeX shorter
+than 350 characters, no function nested in another's arguments, no repeated
+``evaluate_integrals``). After each accepted step the longest dependency chain is extracted; the
+derivation is done once that chain has at least L equations, L = round(Normal(7, 3)) resampled
+until 3 < L < 10. 100 rejected proposals abandon a derivation.
+
+Differences from the authors' code, each deliberate:
+- every draw comes from ``config.item_rng(seed, index)``, and free symbols are sorted before
+  drawing, so the same seed gives the same file with any number of worker processes;
+- no wall-clock timeouts: expensive SymPy work is refused on structural budgets
+  (:mod:`derivlib.rules`), integrals are evaluated without the Risch and Meijer-G algorithms,
+  and every refused candidate is counted by reason;
+- an operator with no possible operand, or a SymPy error, is a rejected proposal (the authors'
+  code discarded the whole derivation);
+- a repeated ``evaluate_integrals`` counts against the budget of 100 rejections (the authors'
+  loop did not count it, so it could in principle spin forever);
+- ``evaluate_integrals`` replaces an integral when its value differs from it structurally (the
+  authors compared ``str(simplify(...))``);
+- equation numbers are always stored as integers (the authors' files hold 10 and 11 as strings).
+
+Parallelism uses joblib. To run on a cluster, switch its backend without touching this code::
+
+    import joblib
+    with joblib.parallel_config(backend="ray"):       # after ray.init(); or "dask"
+        records, rejections = generate(30000, seed=0, workers=64)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import sympy as sp
+
+from . import config as cfg
+from . import rules
+from .derivation import (AuthorsLatexPrinter, from_srepr, is_premise, normalise_annotation,
+                         steps_to_record, to_srepr)
+from .rules import TooExpensive
+from .symbols import SYMBOLS
+
+STAGE = "generate"
+#: Derivations per chunk file of a resumable run; fixed so chunk files stay valid across runs.
+CHUNK_SIZE = 250
+
+
+# ----------------------------------------------------------------------------------- parameters
+
+def _default_arity_weights() -> dict:
+    return {str(k): v for k, v in rules.ARITY_WEIGHTS.items()}
+
+
+def _default_operator_weights() -> dict:
+    return dict(rules.OPERATOR_WEIGHTS)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Generator parameters; defaults are the authors' values (PAPER.md §2)."""
+
+    arity_weights: dict = field(default_factory=_default_arity_weights)  # "0"/"1"/"2" -> weight
+    operator_weights: dict = field(default_factory=_default_operator_weights)  # operator -> weight
+    recency: int = 10  # p of the cubic recency weight 1 + (p-i-1)^3
+    length_mean: float = 7.0  # target length L ~ round(Normal(mean, std)) ...
+    length_std: float = 3.0
+    min_length: int = 4  # ... resampled until min_length <= L <= max_length (3 < L < 10)
+    max_length: int = 9
+    max_rejections: int = 100  # rejected proposals that abandon a derivation
+    max_latex_length: int = 350  # candidates whose LaTeX is at least this long are rejected
+
+    def check(self) -> None:
+        P = cfg.ParameterError
+        unknown = sorted(set(self.operator_weights) - set(rules.OPERATORS))
+        if unknown:
+            raise P(f"parameter 'operator_weights': unknown operator(s) {unknown}; "
+                    f"known: {sorted(rules.OPERATORS)}")
+        arities = {}
+        for key, weight in self.arity_weights.items():
+            if str(key) not in ("0", "1", "2"):
+                raise P(f"parameter 'arity_weights': unknown arity {key!r} (use 0, 1, 2)")
+            arities[int(key)] = weight
+        for name, weights in (("arity_weights", arities.values()),
+                              ("operator_weights", self.operator_weights.values())):
+            if any(not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0 for w in weights):
+                raise P(f"parameter {name!r}: weights must be non-negative numbers")
+        if sum(arities.values()) <= 0:
+            raise P("parameter 'arity_weights': weights sum to zero")
+        for arity, weight in arities.items():
+            ops = [n for n, a in rules.ARITY.items() if a == arity]
+            if weight > 0 and sum(self.operator_weights.get(n, 0) for n in ops) <= 0:
+                raise P(f"parameter 'operator_weights': the weights of arity-{arity} operators "
+                        f"{ops} sum to zero while arity_weights[{arity}] = {weight}")
+        if arities.get(1, 0) + arities.get(2, 0) <= 0:
+            raise P("parameter 'arity_weights': arities 1 and 2 both have weight zero, "
+                    "so no derivation can grow from its premise")
+        if self.recency < 1:
+            raise P(f"parameter 'recency' must be >= 1, got {self.recency}")
+        if not 2 <= self.min_length <= self.max_length:
+            raise P(f"parameters 'min_length'/'max_length' must satisfy 2 <= min <= max, "
+                    f"got {self.min_length}, {self.max_length}")
+        if self.length_std < 0:
+            raise P(f"parameter 'length_std' must be >= 0, got {self.length_std}")
+        if self.max_rejections < 1:
+            raise P(f"parameter 'max_rejections' must be >= 1, got {self.max_rejections}")
+
+    def operator_weight(self, name: str) -> float:
+        return self.operator_weights.get(name, 0)
+
+    def arity_weight(self, arity: int) -> float:
+        return self.arity_weights.get(str(arity), self.arity_weights.get(arity, 0))
+
+
+DEFAULT_CONFIG = GeneratorConfig()
+
+
+def make_config(**values) -> GeneratorConfig:
+    """A validated :class:`GeneratorConfig` (raises ``ParameterError`` naming the parameter)."""
+    return cfg.validate(GeneratorConfig, values)
+
+
+# ----------------------------------------------------------------------------------- state
+
+_RAW_PRINTER = AuthorsLatexPrinter()
+
+
+def raw_latex(expr: sp.Basic) -> str:
+    """Uncleaned LaTeX (with ``\\left``/``\\right``), what the authors' 350-character filter measured."""
+    return _RAW_PRINTER.doprint(expr)
+
+
+class _State:
+    """A derivation under construction: equations, annotations (1-based, SymPy operands)."""
+
+    def __init__(self, equations: list, annotations: list):
+        self.equations = list(equations)
+        self.annotations = list(annotations)
+        self.known = set(self.equations)
+        self._elements: list = []
+        self._element_set: set = set()
+        self._substitutions: dict = {}
+        for eq in self.equations:
+            self._add_elements(eq)
+
+    def _add_elements(self, eq) -> None:
+        for e in rules.equation_elements(eq):
+            if e not in self._element_set:
+                self._element_set.add(e)
+                self._elements.append(e)
+
+    def append(self, eq, annotation) -> None:
+        self.equations.append(eq)
+        self.annotations.append(annotation)
+        self.known.add(eq)
+        self._add_elements(eq)
+
+    @property
+    def elements(self) -> list:
+        return self._elements
+
+    def used_symbols(self) -> set:
+        out = set()
+        for eq in self.equations:
+            out |= eq.free_symbols
+        return out
+
+    def valid_substitutions(self, name: str) -> list[tuple[int, int]]:
+        """Pairs (i, j), 0-based: a side of equation j occurs in i, and replacing it leaves a
+        different equation; sides equal to 0 or 1 are never replaced (authors' rule)."""
+        out = []
+        for i, target in enumerate(self.equations):
+            for j, source in enumerate(self.equations):
+                if i == j:
+                    continue
+                key = (name, i, j)
+                if key not in self._substitutions:
+                    self._substitutions[key] = _substitution_result(name, target, source)
+                if self._substitutions[key] is not None:
+                    out.append((i, j))
+        return out
+
+    def substitution(self, name: str, i: int, j: int):
+        return self._substitutions[(name, i, j)]
+
+
+def _substitution_result(name: str, target, source):
+    lhs, rhs = source.lhs, source.rhs
+    if any(side in (sp.S.Zero, sp.S.One) for side in (lhs, rhs)):
+        return None
+    old = lhs if name == "substitute_LHS_for_RHS" else rhs
+    # structural occurrence test first: ``subs`` on a target that lacks ``old`` is wasted work
+    if not target.has(old):
+        return None
+    result = getattr(rules, name)(target, source)
+    if not isinstance(result, sp.Equality) or result == target:
+        return None
+    return result
+
+
+# ----------------------------------------------------------------------------------- steps
+
+class Rejected(Exception):
+    """A proposal that failed a filter; ``reason`` is the counter's key."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _recency_weights(n: int, p: int) -> list[int]:
+    weights = []
+    for k in range(n):
+        i = n - 1 - k  # i-th most recent
+        weights.append(1 + (p - i - 1) ** 3 if i < p - 1 else 1)
+    return weights
+
+
+def _choose(rng: random.Random, options: Sequence, weights: Sequence[float]):
+    return rng.choices(options, weights=weights, k=1)[0]
+
+
+def _pick_equation(state: _State, rng: random.Random, config: GeneratorConfig) -> int:
+    n = len(state.equations)
+    return _choose(rng, range(n), _recency_weights(n, config.recency))
+
+
+def _draw_operator(state: _State, rng: random.Random, config: GeneratorConfig) -> str:
+    arities = [a for a in (0, 1, 2) if config.arity_weight(a) > 0]
+    arity = _choose(rng, arities, [config.arity_weight(a) for a in arities])
+    names = [n for n, a in rules.ARITY.items() if a == arity and config.operator_weight(n) > 0]
+    if arity == 2 and len(state.equations) == 1:
+        names = [n for n in names if not n.startswith("substitute")]
+        if not names:
+            raise Rejected("no_valid_substitution")
+    return _choose(rng, names, [config.operator_weight(n) for n in names])
+
+
+def _apply(state: _State, name: str, rng: random.Random, config: GeneratorConfig):
+    """One proposal: (equation, annotation) or raise :class:`Rejected`."""
+    if name == "get_premise":
+        return rules.get_premise(rng), "get_premise"
+    if name == "renaming_premise":
+        eq = rules.renaming_premise(state.equations, rng)
+        if eq is None:
+            raise Rejected("renaming_failed")
+        return eq, "renaming_premise"
+    if name.startswith("substitute"):
+        pairs = state.valid_substitutions(name)
+        if not pairs:
+            raise Rejected("no_valid_substitution")
+        i, j = rng.choice(pairs)
+        return state.substitution(name, i, j), [name, i + 1, j + 1]
+    k = _pick_equation(state, rng, config)
+    eq = state.equations[k]
+    if rules.ARITY[name] == 1:
+        if name == "evaluate_integrals":
+            return rules.evaluate_integrals(eq, state.used_symbols(), rng), [name, k + 1]
+        return rules.OPERATORS[name](eq), [name, k + 1]
+    if name in ("differentiate", "integrate"):
+        pool = [e for e in rules.equation_elements(eq) if isinstance(e, sp.Symbol)]
+    elif name == "power":
+        pool = [e for e in rules.equation_elements(eq)
+                if isinstance(e, sp.Symbol) or type(e) is sp.Integer]
+    else:
+        # the authors exclude exactly the class Integer: 0, 1, -1 and 1/2 are other classes
+        pool = [e for e in state.elements if type(e) is not sp.Integer]
+    if not pool:
+        raise Rejected("no_operand")
+    operand = rng.choice(pool)
+    return rules.OPERATORS[name](eq, operand), [name, k + 1, operand]
+
+
+def _check(state: _State, eq, annotation, config: GeneratorConfig) -> None:
+    """The authors' filters, cheapest first."""
+    if not isinstance(eq, sp.Equality):
+        raise Rejected("not_equation")
+    if eq in state.known or sp.Eq(eq.rhs, eq.lhs, evaluate=False) in state.known:
+        raise Rejected("already_present")
+    if annotation in state.annotations and annotation[0] == "evaluate_integrals":
+        raise Rejected("repeated_evaluate_integrals")
+    if eq.has(sp.Subs, sp.Piecewise):
+        raise Rejected("subs_or_piecewise")
+    if rules.contains_nested_function(eq):
+        raise Rejected("nested_function")
+    if len(raw_latex(eq)) >= config.max_latex_length:
+        raise Rejected("latex_too_long")
+
+
+def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
+    name = _draw_operator(state, rng, config)
+    try:
+        eq, annotation = _apply(state, name, rng, config)
+    except TooExpensive as err:
+        raise Rejected(f"too_expensive:{err}") from None
+    except (Rejected, RecursionError):
+        raise
+    except Exception as err:  # SymPy raising on an odd candidate: count it, as the authors dropped it
+        raise Rejected(f"sympy_error:{type(err).__name__}") from None
+    _check(state, eq, annotation, config)
+    return eq, annotation
+
+
+def extract_longest_chain(annotations: Sequence) -> list[int]:
+    """0-based indices of the first longest dependency chain (a step with everything it needs)."""
+    closures: list[frozenset] = []
+    for k, annotation in enumerate(annotations):
+        chain = {k}
+        if not is_premise(annotation):
+            deps = [annotation[1]] + ([annotation[2]] if annotation[0].startswith("substitute") else [])
+            for d in deps:
+                chain |= closures[d - 1]
+        closures.append(frozenset(chain))
+    best = max(range(len(closures)), key=lambda k: (len(closures[k]), -k))
+    return sorted(closures[best])
+
+
+def _renumber(annotation, mapping: dict[int, int]):
+    if is_premise(annotation):
+        return annotation
+    out = [annotation[0], mapping[annotation[1]]]
+    if len(annotation) > 2:
+        operand = annotation[2]
+        out.append(mapping[operand] if annotation[0].startswith("substitute") else operand)
+    return out
+
+
+def _extract(state: _State) -> list[tuple]:
+    keep = extract_longest_chain(state.annotations)
+    mapping = {old + 1: new + 1 for new, old in enumerate(keep)}
+    return [(state.equations[k], _renumber(state.annotations[k], mapping)) for k in keep]
+
+
+def _operand_json(operand):
+    # The authors' convention: an integer that prints as a substring of "0123456789" is stored
+    # as an int, everything else as its srepr.
+    if isinstance(operand, sp.Integer) and str(operand) in string.digits:
+        return int(operand)
+    return to_srepr(operand)
+
+
+def annotation_json(annotation):
+    """Internal annotation (SymPy operand) -> the authors' JSON form."""
+    if isinstance(annotation, str):
+        return annotation
+    out = [annotation[0], int(annotation[1])]
+    if len(annotation) > 2:
+        operand = annotation[2]
+        out.append(int(operand) if annotation[0].startswith("substitute") else _operand_json(operand))
+    return out
+
+
+def annotation_internal(annotation):
+    """The authors' JSON annotation -> internal form (operand parsed to SymPy)."""
+    annotation = normalise_annotation(annotation)
+    if isinstance(annotation, str) or len(annotation) < 3 or annotation[0].startswith("substitute"):
+        return annotation
+    operand = annotation[2]
+    operand = sp.Integer(operand) if isinstance(operand, int) else from_srepr(operand)
+    return [annotation[0], annotation[1], operand]
+
+
+def _draw_length(rng: random.Random, config: GeneratorConfig) -> int:
+    while True:
+        length = round(rng.gauss(config.length_mean, config.length_std))
+        if config.min_length <= length <= config.max_length:
+            return length
+
+
+def _generate_steps(rng: random.Random, config: GeneratorConfig, rejections: Counter):
+    target = _draw_length(rng, config)
+    state = _State([rules.get_premise(rng)], ["premise"])
+    failures = 0
+    while True:
+        try:
+            eq, annotation = _propose(state, rng, config)
+        except Rejected as rejection:
+            rejections[rejection.reason] += 1
+            failures += 1
+            if failures >= config.max_rejections:
+                rejections["abandoned_derivation"] += 1
+                return None
+            continue
+        state.append(eq, annotation)
+        chain = _extract(state)
+        if len(chain) >= target:
+            return chain
+
+
+def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
+                 rejections: Counter | None = None) -> dict | None:
+    """Derivation number ``index`` of the stream ``seed``: a record, or None if abandoned."""
+    config = config or DEFAULT_CONFIG
+    rejections = Counter() if rejections is None else rejections
+    rng = cfg.item_rng(seed, index, "generate")
+    chain = _generate_steps(rng, config, rejections)
+    if chain is None:
+        return None
+    steps = [[annotation_json(a), to_srepr(eq)] for eq, a in chain]
+    return steps_to_record(steps, id=f"g{seed}-{index}", seed=seed, index=index)
+
+
+def next_step(steps: Sequence[Sequence], rng: random.Random,
+              config: GeneratorConfig | None = None) -> list | None:
+    """One new step proposed from ``steps`` (authors' schema) under every generator filter.
+
+    Returns ``[annotation, srepr]`` (annotation numbered against ``steps``), or None when
+    ``config.max_rejections`` proposals were all rejected. Used for the alternative-goal (AG)
+    perturbation: ``next_step(derivation[:-1], rng)``.
+    """
+    config = config or DEFAULT_CONFIG
+    if not steps:
+        raise ValueError("next_step needs at least one step to extend")
+    state = _State([from_srepr(s) for _, s in steps], [annotation_internal(a) for a, _ in steps])
+    for _ in range(config.max_rejections):
+        try:
+            eq, annotation = _propose(state, rng, config)
+        except Rejected:
+            continue
+        return [annotation_json(annotation), to_srepr(eq)]
+    return None
+
+
+# ----------------------------------------------------------------------------------- many
+
+def _generate_range(seed: int, start: int, stop: int, config: GeneratorConfig) -> list[dict]:
+    """Per-index outcomes ``{"index", "record", "rejections"}`` for indices in [start, stop)."""
+    out = []
+    for index in range(start, stop):
+        counts: Counter = Counter()
+        record = generate_one(seed, index, config, counts)
+        out.append({"index": index, "record": record, "rejections": dict(sorted(counts.items()))})
+    return out
+
+
+def _check_n(n: int) -> None:
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise cfg.ParameterError(f"parameter 'n' (number of derivations) must be a positive integer, got {n!r}")
+
+
+def _check_workers(workers: int) -> None:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise cfg.ParameterError(f"parameter 'workers' must be a positive integer, got {workers!r}")
+
+
+def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = None,
+                  chunk_dir: Path | str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[dict]:
+    """Per-index outcomes in index order, computed ``workers`` chunks at a time.
+
+    With ``chunk_dir``, each finished chunk is saved atomically as ``chunk-<start>.jsonl`` and
+    reused when present, so an interrupted run resumes where it stopped.
+    """
+    from joblib import Parallel, delayed
+
+    config = config or DEFAULT_CONFIG
+    _check_workers(workers)
+    chunk_path = None
+    if chunk_dir is not None:
+        chunk_dir = Path(chunk_dir)
+        chunk_dir.mkdir(parents=True, exist_ok=True)
+        chunk_path = lambda start: chunk_dir / f"chunk-{start:09d}.jsonl"  # noqa: E731
+    parallel = Parallel(n_jobs=workers) if workers > 1 else None
+    start = 0
+    while True:
+        starts = [start + k * chunk_size for k in range(workers)]
+        cached = {s: cfg.read_jsonl(chunk_path(s)) for s in starts if chunk_path and chunk_path(s).exists()}
+        todo = [s for s in starts if s not in cached]
+        if parallel is not None and len(todo) > 1:
+            results = parallel(delayed(_generate_range)(seed, s, s + chunk_size, config) for s in todo)
+        else:
+            results = [_generate_range(seed, s, s + chunk_size, config) for s in todo]
+        for s, outcomes in zip(todo, results):
+            if chunk_path:
+                cfg.write_jsonl(chunk_path(s), outcomes)
+            cached[s] = outcomes
+        for s in starts:
+            yield from cached[s]
+        start += workers * chunk_size
+
+
+def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | None = None,
+             chunk_dir: Path | str | None = None, progress=None) -> tuple[list[dict], dict]:
+    """The first ``n`` derivations of stream ``seed`` (abandoned indices skipped).
+
+    Returns ``(records, rejection_counts)``; the counts cover exactly the indices up to the last
+    record returned, so they too are independent of ``workers``. ``progress(done, n)`` is called
+    after each record when given.
+    """
+    _check_n(n)
+    _check_workers(workers)
+    config = config or DEFAULT_CONFIG
+    config.check()
+    records: list[dict] = []
+    rejections: Counter = Counter()
+    for outcome in iter_outcomes(seed, workers, config, chunk_dir):
+        rejections.update(outcome["rejections"])
+        if outcome["record"] is not None:
+            records.append(outcome["record"])
+            if progress is not None:
+                progress(len(records), n)
+            if len(records) == n:
+                break
+    return records, dict(sorted(rejections.items()))
+
+
+def write_derivations(path: Path | str, n: int, seed: int = 0, workers: int = 1,
+                      config: GeneratorConfig | None = None) -> tuple[int, dict]:
+    """Generate and write a derivations JSONL file atomically. Returns (count, rejections).
+
+    Every parameter is checked before any work, and nothing is written unless all succeeds.
+    """
+    _check_n(n)
+    _check_workers(workers)
+    (config or DEFAULT_CONFIG).check()
+    path = cfg.check_writable(path, "out")
+    records, rejections = generate(n, seed, workers, config)
+    cfg.write_jsonl(path, records)
+    return len(records), rejections
+
+
+def read_derivations(path: Path | str) -> list[dict]:
+    """Our derivations JSONL, or an authors' results JSON (static derivations), as records."""
+    path = Path(path)
+    if path.suffix == ".json":
+        from . import paper
+        return [{"id": f"paper-{k:03d}", **item} for k, item in enumerate(paper.load_items(path))]
+    return cfg.read_jsonl(path)
