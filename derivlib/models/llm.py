@@ -31,7 +31,7 @@ import random
 import threading
 import time
 import urllib.parse
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -421,7 +421,7 @@ def answer_all(requests: Iterable[ChatRequest], decoding: Decoding, cache: Respo
         pending = {pool.submit(ask, key, request) for key, request in missing.items()}
         try:
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     error = future.exception()
                     if error is not None:
@@ -438,6 +438,7 @@ def answer_all(requests: Iterable[ChatRequest], decoding: Decoding, cache: Respo
             # Interrupted (Ctrl-C, a callback): send nothing more; what is in flight still lands
             # in the cache when the pool shuts down.
             stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
     if first_error is not None:
         raise first_error
