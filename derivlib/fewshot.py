@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import config
+from .derivation import split_equations
 from .models import llm
 
 SETS = ("static", "VR", "EE", "AG", "SR")
@@ -319,11 +320,35 @@ def summary_table(result: PromptResult):
     for set_name in SETS:
         records = [r for r in result.predictions if r["set"] == set_name]
         rows.append({"set": set_name, "predictions": len(records),
-                     "equations per prediction": _mean(len(r["prediction"].split(" and ")) for r in records),
-                     "equations per reference": _mean(len(r["reference"].split(" and ")) for r in records)})
+                     "equations per prediction": _mean(len(split_equations(r["prediction"])) for r in records),
+                     "equations per reference": _mean(len(split_equations(r["reference"])) for r in records)})
     table = pd.DataFrame(rows).set_index("set")
     table.attrs["skipped"] = len(result.skipped)
     return table
+
+
+def usage_table(result: PromptResult):
+    """What the run cost: prompts, answers from the cache and new, HTTP calls, retries, tokens."""
+    import pandas as pd
+
+    u = result.usage
+    rows = [("mode", u.get("mode")), ("prompts", u.get("prompts")), ("predictions", u.get("predictions")),
+            ("skipped (no endpoint, not cached)", u.get("skipped")),
+            ("answers from the cache", u.get("cached_answers")), ("new answers", u.get("new_answers")),
+            ("HTTP calls", u.get("calls")), ("retries", u.get("retries")),
+            ("tokens of new answers", u.get("total_tokens")),
+            ("tokens of all answers", (u.get("tokens_of_all_answers") or {}).get("total_tokens"))]
+    return pd.DataFrame(rows, columns=["", "count"]).set_index("")
+
+
+def examples_table(result: PromptResult, n: int = 5):
+    """The first ``n`` static predictions beside their references."""
+    import pandas as pd
+
+    records = [r for r in result.predictions if r["set"] == "static"][:n]
+    return pd.DataFrame([{"id": r["id"], "prompt": r["prompt"], "prediction": r["prediction"],
+                          "reference": r["reference"]} for r in records],
+                        columns=["id", "prompt", "prediction", "reference"])
 
 
 def _mean(values) -> float:
