@@ -5,6 +5,7 @@ import json
 import math
 import os
 import socket
+from collections import Counter
 
 import nltk.translate.gleu_score as nltk_gleu
 import numpy as np
@@ -194,3 +195,25 @@ def test_static_scores_reproduce_released_values(flan_results, gpt4_results):
         for metric in metrics.PAPER_METRICS:
             stored = np.array([i[f"static_{metric}"] for i in items])
             assert np.abs(scores[metric] - stored).max() <= 1e-9, (model, metric)
+
+
+text_13a = st.lists(st.sampled_from(list("ab1 2.,-\n&;<>{}\\^_=+()[]|/:?!\"'") +
+                                    ["&amp;", "&quot;", "<skipped>", "-\n", "é", "\t"]),
+                    max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text_13a)
+def test_fast_13a_tokens_equal_sacrebleu(text):
+    expected = sacrebleu.tokenizers.tokenizer_13a.Tokenizer13a()(text).split()
+    assert metrics.tokens_13a(text) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "=", "{", "}"]), max_size=12))
+def test_ngram_counts_equal_sacrebleu(tokens):
+    from sacrebleu.metrics.helpers import extract_all_word_ngrams
+    counts, length = extract_all_word_ngrams(" ".join(tokens), 1, 4)
+    per_order = metrics.ngram_counts(tokens)
+    assert sum(per_order, Counter()) == counts and len(tokens) == length
+    assert all(len(ngram) == n for n, c in enumerate(per_order, 1) for ngram in c)
