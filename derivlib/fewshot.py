@@ -98,7 +98,8 @@ def extract_derivation(answer: str) -> str:
     """The derivation text of a chat answer: equations joined by ``" and "``, one line.
 
     Takes the first code block if there is one, else the text after the first ``Derivation:``
-    (cut where a further ``Prompt:`` starts: models sometimes invent the next example), removes
+    (cut where a further ``Prompt:`` starts: models sometimes invent the next example; a second
+    label, as in "Here is the derivation: Derivation: ...", is dropped too), removes
     math delimiters, keeps the lines that hold an equation and joins them with ``and``.
     """
     text = answer or ""
@@ -109,6 +110,7 @@ def extract_derivation(answer: str) -> str:
     if label:
         text = text[label.end():]
     text = re.split(r"\bPrompt\s*:", text, maxsplit=1)[0]
+    text = _LABEL.sub(" ", text)  # "Here is the derivation:\n\nDerivation: ..." has two labels
     text = _ENVIRONMENTS.sub(" ", text)
     text = _DELIMITERS.sub(" ", text)
     text = text.replace("&=", "=").replace("\\\\", "\n")

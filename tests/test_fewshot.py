@@ -104,6 +104,7 @@ def test_number_of_shots_is_a_parameter():
      "x = 1 and y = 2"),
     ("\\begin{align} x &= 1 \\\\ y &= 2 \\end{align}", "x = 1 and y = 2"),
     ("DERIVATION:   x^{2} = 4", "x^{2} = 4"),
+    ("Here is the derivation:\n\nDerivation: a = b and b = c", "a = b and b = c"),
 ])
 def test_extract_derivation_from_chat_answers(answer, expected):
     assert fewshot.extract_derivation(answer) == expected

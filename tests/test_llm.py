@@ -177,6 +177,7 @@ def _cli(sets_dir, out, base_url, *extra):
             "--sets", str(sets_dir), "--out", str(out), "--timeout", "5", "--backoff", "0.001", *extra]
 
 
+@pytest.mark.slow
 def test_killed_cli_rerun_asks_nothing_twice(sets_dir, tmp_path):
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "DERIVLIB_DATA": str(tmp_path / "data")}
     out = tmp_path / "out"
@@ -306,3 +307,72 @@ def test_base_url_parameter_may_not_hold_credentials():
     with pytest.raises(config.ParameterError, match="credentials"):
         params(None, base_url="http://user:secret@127.0.0.1:1/v1")
     assert llm.redact_url("http://user:secret@host:8000/v1") == "http://host:8000/v1"
+
+
+@pytest.mark.slow
+def test_notebook_live_then_offline_never_writes_the_key(server, tmp_path, monkeypatch):
+    from derivlib import notebooks
+    monkeypatch.setenv("DERIVLIB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("DERIVLIB_FIGURES", str(tmp_path / "figures"))
+    make_sets(tmp_path / "data" / "testsets" / "tiny")
+    server.plan("g_{AG} = 0", ["429"])
+    server.retry_after = "0"
+    live = {"model": "test-model", "base_url": server.base_url, "timeout": 5.0}
+    notebooks.execute("05_prompt_llm", "tiny", tmp_path / "build" / "live.ipynb", overrides=live, log_output=False)
+    published = tmp_path / "data" / "prompt_llm" / "tiny"
+    assert len(config.read_jsonl(published / "predictions.jsonl")) == N_PROMPTS
+    assert len(llm.ResponseCache(tmp_path / "data" / "llm" / "cache")) == N_PROMPTS
+    hits = server.total_hits()
+    # Offline (no endpoint, no key): the same prompts replay from data/llm/cache, asking nothing.
+    monkeypatch.delenv("OPENAI_API_KEY")
+    notebooks.execute("05_prompt_llm", "tiny", tmp_path / "build" / "offline.ipynb",
+                      overrides={"model": "test-model", "timeout": 5.0}, log_output=False)
+    assert server.total_hits() == hits
+    offline = sorted((tmp_path / "data" / "prompt_llm").glob("[0-9a-f]*"))
+    assert len(offline) == 2  # base_url is a parameter, so the offline run has its own directory
+    assert all(len(config.read_jsonl(d / "predictions.jsonl")) == N_PROMPTS for d in offline)
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        assert FAKE_KEY.encode() not in path.read_bytes(), path
+
+
+def released_sets(directory: Path, gpt4_results: Path, flan_results: Path, n_items: int) -> Path:
+    """A sets directory from the authors' released items: the test items are the FLAN file's bare
+    prompts, the training set the exemplars parsed out of the GPT file's 5-shot prompts."""
+    from derivlib import paper
+    gpt, flan = paper.load_items(gpt4_results), paper.load_items(flan_results)
+    train = {}
+    for item in gpt:
+        for exemplar in fewshot.parse_prompt(item["prompt"])[0]:
+            train.setdefault(exemplar["prompt"], exemplar)
+    directory.mkdir(parents=True)
+    config.write_jsonl(directory / "train.jsonl", train.values())
+    for set_name in paper.SETS:
+        config.write_jsonl(directory / f"{set_name}.jsonl", [
+            {"id": f"paper-{i:03d}", "prompt": item[paper.field(set_name, "prompt")],
+             "derivation": item[paper.field(set_name, "derivation")],
+             "srepr_derivation": item[paper.field(set_name, "srepr_derivation")]}
+            for i, item in enumerate(flan[:n_items])])
+    return directory
+
+
+def test_released_items_end_to_end(gpt4_results, flan_results, tmp_path):
+    from derivlib import paper
+    gpt = paper.load_items(gpt4_results)
+    released = {}  # bare prompt -> GPT-4's released answer
+    for item in gpt[:8]:
+        for set_name in paper.SETS:
+            _, query = fewshot.parse_prompt(item[paper.field(set_name, "prompt")])
+            released[query] = item[f"{set_name}_gpt-4"]
+
+    def chatty(prompt):
+        query = prompt.rsplit("Prompt:", 1)[1].strip()
+        return f"Here is the derivation:\n\nDerivation: {released[query]}\n\nLet me know if you need more."
+
+    sets = released_sets(tmp_path / "sets", gpt4_results, flan_results, n_items=8)
+    with FakeChatServer(answer=chatty) as server:
+        result = fewshot.prompt_sets(params(server), sets, tmp_path / "out", tmp_path / "cache", policy=fast_policy())
+        assert len(result.predictions) == 40 and set(server.answered.values()) == {1}
+    assert result.usage["new_answers"] == len(server.requests) == len(released)  # identical prompts asked once
+    for record in result.predictions:
+        assert record["prediction"] == " ".join(released[record["prompt"]].split())
+        assert record["reference"] and record["srepr_derivation"]
