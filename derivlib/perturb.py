@@ -15,8 +15,10 @@ than renaming symbols, AG without an alternative step, a result the verifier rej
 """
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sympy as sp
@@ -256,3 +258,65 @@ def perturb_records(records: Iterable[Mapping], kind: str, seed: int, **options)
 
 def operators_of(steps: Sequence[Sequence]) -> list[str]:
     return [operator_name(normalise_annotation(a)) for a, _ in steps]
+
+
+# ----------------------------------------------------------------------------------- files
+
+def with_authors_prompt(record: Mapping) -> dict:
+    """``record`` (a derivation) with the prompt the authors' rule gives it."""
+    steps = _steps(record)
+    equations = list(record.get("equations") or [to_latex(from_srepr(s)) for _, s in steps])
+    intermediates = prompts.choose_intermediates(steps)
+    return {**record, "srepr_derivation": steps, "equations": equations,
+            "derivation": record.get("derivation") or JOIN.join(equations),
+            "prompt": prompts.build_prompt(equations, steps, intermediates), "intermediates": intermediates}
+
+
+def read_items(path: Path | str) -> list[dict]:
+    """Static items from a JSONL file (a sets file, or a derivations file: items without a
+    prompt get the authors' rule's) or from an authors' results JSON (a list; items get ids
+    ``paper-000``... as in ``paper.to_predictions``).
+
+    An item that is not a JSON object, lacks a field, or holds a malformed derivation is an
+    error naming the file and the line (JSONL) or item (JSON).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no input file {path}")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+        entries = [(f"item {i}", {"id": f"paper-{i:03d}", **item} if isinstance(item, dict) else item)
+                   for i, item in enumerate(data)]
+    else:
+        entries = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append((f"line {number}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+    items = []
+    for where, item in entries:
+        try:
+            if not isinstance(item, dict):
+                raise ValueError("not a JSON object")
+            if "srepr_derivation" not in item:
+                raise ValueError("lacks srepr_derivation")
+            steps = Derivation.from_record(item).steps
+            for _, srepr in steps:
+                from_srepr(srepr)
+            item = {**item, "srepr_derivation": steps}
+            if "prompt" not in item:
+                item = with_authors_prompt(item)
+            elif "derivation" not in item and "equations" not in item:
+                raise ValueError("has a prompt but lacks derivation (its equations' text)")
+            prompts.parse_prompt(item["prompt"])
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {where}: {err}") from None
+        items.append(item)
+    return items
