@@ -14,6 +14,7 @@ the ``prompt_llm`` stage that turns a sets directory into prediction records.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import json
 import re
 from pathlib import Path
@@ -252,10 +253,23 @@ def prompt_sets(params: PromptParams, sets_dir: Path | str, out_dir: Path | str,
         if on_answer is not None:
             on_answer(request, answer)
 
-    outcome = llm.answer_all([q.request for q in queries], decoding, cache, mode=mode,
-                             base_url=params.base_url, concurrency=params.concurrency,
-                             timeout=params.timeout, policy=policy,
-                             allow_missing=params.mode == "auto", on_answer=progress)
+    counters = llm.Counters()
+    status = "interrupted"
+    try:
+        outcome = llm.answer_all([q.request for q in queries], decoding, cache, mode=mode,
+                                 base_url=params.base_url, concurrency=params.concurrency,
+                                 timeout=params.timeout, policy=policy, counters=counters,
+                                 allow_missing=params.mode == "auto", on_answer=progress)
+        status = "finished"
+    except llm.LLMError as err:
+        status = f"failed: {err}"
+        raise
+    finally:
+        # usage.json describes the last complete invocation; this log keeps every one, failed
+        # and interrupted ones included, so no call or token goes unrecorded.
+        with open(out_dir / "usage_log.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                 "status": status, "mode": mode, **counters.as_dict()}, sort_keys=True) + "\n")
     predictions = []
     for q in queries:
         answer = outcome.answers.get(q.request.key(decoding))
@@ -264,7 +278,7 @@ def prompt_sets(params: PromptParams, sets_dir: Path | str, out_dir: Path | str,
         predictions.append({"id": q.id, "model": params.model, "set": q.set, "prompt": q.prompt,
                             "reference": q.reference, "prediction": extract_derivation(answer.content),
                             "srepr_derivation": q.srepr_derivation})
-    usage = outcome.counters.as_dict()
+    usage = counters.as_dict()
     usage.update(prompts=len(queries), predictions=len(predictions), mode=mode,
                  tokens_of_all_answers=_sum_usage(outcome.answers.values()))
     config.write_jsonl(out_dir / "predictions.jsonl", predictions)

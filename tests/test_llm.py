@@ -165,6 +165,9 @@ def test_interrupted_run_resumes_from_the_cache_without_asking_again(server, set
     assert server.total_hits() - hits_before == N_PROMPTS - cached
     assert result.usage["cached_answers"] == cached and result.usage["new_answers"] == N_PROMPTS - cached
     assert set(server.answered.values()) == {1} and len(server.answered) == N_PROMPTS
+    log = config.read_jsonl(tmp_path / "out" / "usage_log.jsonl")
+    assert [entry["status"] for entry in log] == ["interrupted", "finished"]
+    assert sum(entry["calls"] for entry in log) == server.total_hits()  # every call on record
     # Same bytes as a run that was never interrupted, with another number of workers.
     fewshot.prompt_sets(params(server, concurrency=1), sets_dir, tmp_path / "clean", tmp_path / "cache2",
                         policy=fast_policy())

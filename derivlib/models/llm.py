@@ -357,7 +357,7 @@ def answer_all(requests: Iterable[ChatRequest], decoding: Decoding, cache: Respo
                mode: str = "auto", base_url: str | None = None, concurrency: int = 4,
                timeout: float = 120.0, policy: RetryPolicy | None = None,
                allow_missing: bool = False, on_answer: Callable[[ChatRequest, Answer], None] | None = None,
-               client: ChatClient | None = None) -> Outcome:
+               client: ChatClient | None = None, counters: Counters | None = None) -> Outcome:
     """Answer every request: from the cache where it can, from the endpoint for the rest.
 
     ``mode``: ``live`` asks the endpoint for what the cache lacks (no endpoint is an error);
@@ -371,7 +371,9 @@ def answer_all(requests: Iterable[ChatRequest], decoding: Decoding, cache: Respo
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    counters = client.counters if client is not None else Counters()
+    if client is not None:
+        counters = client.counters
+    counters = counters if counters is not None else Counters()
     if mode == "auto":
         live = client is not None or resolve_endpoint(base_url) is not None
         mode, allow_missing = ("live", allow_missing) if live else ("replay", True)
