@@ -6,6 +6,7 @@ JSON files of the repository).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -111,3 +112,134 @@ def load_predictions(path: Path | str) -> list[dict]:
         if record["set"] not in SETS:
             raise ValueError(f"{path}: record {number} has set {record['set']!r}, expected one of {', '.join(SETS)}")
     return records
+
+
+# ----------------------------------------------------------------------------------- stage 08
+
+def stored_columns(items: list[dict], metric_names=("rouge", "bleu", "gleu")) -> list[str]:
+    """The authors' score columns present in their items, in their file's order."""
+    names = [f"static_{m}" for m in metric_names]
+    for p in PERTURBATIONS:
+        names += [f"{p}_{m}" for m in metric_names] + [f"{p}_{m}_abs" for m in metric_names]
+        names += [f"ratio_{p}_{m}" for m in metric_names]
+    return [n for n in names if n in items[0]]
+
+
+def rescore(results_file: Path | str):
+    """Rescore one released file with derivlib. Returns (comparison, rescored, stored):
+    comparison has one row per authors' column (max and mean absolute difference, both means
+    x100); rescored and stored are per-item frames indexed by id with the authors' columns."""
+    import numpy as np
+    import pandas as pd
+
+    from . import metrics, scoring
+
+    items = load_items(results_file)
+    model = model_name(results_file)
+    rescored = scoring.sensitivity_items(to_predictions(results_file), metrics.PAPER_METRICS)
+    rescored = rescored.xs(model, level="model")
+    columns = stored_columns(items)
+    stored = pd.DataFrame([{c: item[c] for c in columns} for item in items],
+                          index=[f"paper-{i:03d}" for i in range(len(items))])
+    rows = []
+    for column in columns:
+        difference = np.abs(rescored.loc[stored.index, column].to_numpy() - stored[column].to_numpy())
+        rows.append({"model": model, "column": column, "items": len(stored),
+                     "stored_mean_x100": 100 * stored[column].mean(),
+                     "derivlib_mean_x100": 100 * rescored[column].mean(),
+                     "max_abs_difference": float(np.nanmax(difference))})
+    return pd.DataFrame(rows), rescored, stored
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperOutputsParams:
+    n_bootstrap: int = 1000
+    seed: int = 0
+    profile: str = "smoke"
+    #: Filled in by derivlib, never by hand: digest of the released files ("" when absent).
+    paper_results_digest: str = ""
+
+    def check(self) -> None:
+        if self.n_bootstrap < 0:
+            from .config import ParameterError
+            raise ParameterError(f"parameter 'n_bootstrap' must be >= 0, got {self.n_bootstrap}")
+
+
+def open_run(namespace):
+    """Validate 08_paper_outputs' parameters and open its run directory."""
+    from . import config, scoring
+
+    params = config.from_namespace(PaperOutputsParams, namespace)
+    digest, files = scoring.paper_results_digest()
+    if not files:
+        print(f"SKIPPED: the released outputs are not available, nothing is rescored. {DOWNLOAD_HINT}")
+    return config.start_run("paper_outputs", dataclasses.replace(params, paper_results_digest=digest))
+
+
+@dataclasses.dataclass
+class PaperOutputs:
+    available: bool
+    comparison: "object"  # DataFrame: model, column, items, stored/derivlib means, max_abs_difference
+    means: "object"       # DataFrame: scoring.means_table of the released outputs rescored
+    sensitivity: "object"  # DataFrame: scoring.sensitivity_table of the released outputs
+
+    def summary(self):
+        """Worst absolute difference per model and kind of column (static, P_m, P_m_abs, ratio)."""
+        if not self.available:
+            return "skipped: " + DOWNLOAD_HINT
+        kind = self.comparison["column"].str.replace(r"^(ratio_)?(static|VR|EE|AG|SR)_(\w+?)(_abs)?$",
+                                                     lambda m: ("ratio_P_m" if m.group(1) else
+                                                                "static_m" if m.group(2) == "static" else
+                                                                "P_m_abs" if m.group(4) else "P_m"),
+                                                     regex=True)
+        return (self.comparison.assign(kind=kind)
+                .pivot_table(index="model", columns="kind", values="max_abs_difference", aggfunc="max"))
+
+    def means_wide(self):
+        """Every set: mean x100 [95% bootstrap interval] per model and metric."""
+        if not self.available:
+            return "skipped: " + DOWNLOAD_HINT
+        from . import scoring
+        return scoring.wide_means(self.means)
+
+    def static_means(self):
+        """Per-model static means x100 (FLAN-T5-large ROUGE-2 91.17, GPT-4 82.84 per PAPER.md)."""
+        if not self.available:
+            return "skipped: " + DOWNLOAD_HINT
+        table = self.means[self.means["set"] == "static"]
+        return table.pivot_table(index="model", columns="metric", values="mean", sort=False).round(2)
+
+
+def paper_outputs_stage(run) -> PaperOutputs:
+    """Rescore the released files; write comparison.csv, means.csv, sensitivity.csv. When the
+    files are absent, record that and complete with empty tables. A complete run loads."""
+    import pandas as pd
+
+    from . import metrics, scoring
+
+    paths = {name: run.path(f"{name}.csv") for name in ("comparison", "means", "sensitivity")}
+    if run.complete:
+        if not run.params.paper_results_digest:
+            return PaperOutputs(False, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+        return PaperOutputs(True, pd.read_csv(paths["comparison"]), pd.read_csv(paths["means"]),
+                            pd.read_csv(paths["sensitivity"], index_col=[0, 1, 2]))
+    files = results_files() if run.params.paper_results_digest else {}
+    if not files:
+        run.log(f"skipped: released outputs not available ({DOWNLOAD_HINT})")
+        run.finish(skipped=1)
+        return PaperOutputs(False, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+    comparisons, records = [], []
+    for model, path in files.items():
+        comparison, _, _ = rescore(path)
+        comparisons.append(comparison)
+        records += to_predictions(path)
+        run.log(f"{path.name}: max |derivlib - stored| = {comparison['max_abs_difference'].max():.2e}")
+    comparison = pd.concat(comparisons, ignore_index=True)
+    scores = scoring.score_records(records, metrics.PAPER_METRICS)
+    means = scoring.means_table(scores, run.params.n_bootstrap, run.params.seed)
+    sensitivity = scoring.sensitivity_table(scoring.sensitivity_items(records, metrics.PAPER_METRICS))
+    comparison.to_csv(paths["comparison"], index=False)
+    means.to_csv(paths["means"], index=False)
+    sensitivity.to_csv(paths["sensitivity"])
+    run.finish(models=len(files), items=len(records))
+    return PaperOutputs(True, comparison, means, sensitivity)

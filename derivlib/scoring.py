@@ -1,0 +1,302 @@
+"""Score prediction records: per-item metrics, means with bootstrap intervals, and the
+perturbation sensitivity measures of PAPER.md §5, for our outputs and the released ones alike.
+
+Input everywhere is a list of prediction records (``paper.PREDICTION_FIELDS``; see
+:func:`derivlib.paper.load_predictions`). With s = static output, r = static reference and
+sP / rP = output / reference of perturbation P on the matched item (same ``id``):
+
+- ``P_m``          = M(s, r) - M(sP, rP)       the drop;
+- ``P_m_abs``      = M(rP, r) - M(sP, s);
+- ``ratio_P_m``    = M(sP, s) / M(rP, r)       NaN where M(rP, r) = 0 (the authors' Python
+  division would raise there; no released item has a zero denominator);
+- ``norm_P_m_abs`` = ``P_m_abs`` / mean over the model's matched items of M(rP, r).
+
+M(a, b) always scores a as the prediction against b as the reference, as the released values were.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import config, metrics, paper
+
+SETS = paper.SETS
+PERTURBATIONS = paper.PERTURBATIONS
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    # Sets in the paper's order (static, VR, EE, AG, SR), not alphabetical.
+    if "set" in frame:
+        frame = frame.assign(set=pd.Categorical(frame["set"], categories=list(SETS), ordered=True))
+    return frame
+
+
+def score_records(records: Sequence[dict], metric_names: Sequence[str] = metrics.PAPER_METRICS,
+                  bleurt_checkpoint: str | None = None) -> pd.DataFrame:
+    """One row per record: model, set, id and one column per metric (fractions)."""
+    if not records:
+        raise ValueError("no prediction records to score")
+    scores = metrics.score_pairs([r["prediction"] for r in records], [r["reference"] for r in records],
+                                 metric_names, bleurt_checkpoint=bleurt_checkpoint)
+    frame = pd.DataFrame({"model": [r["model"] for r in records], "set": [r["set"] for r in records],
+                          "id": [r["id"] for r in records], **scores})
+    duplicated = frame.duplicated(["model", "set", "id"])
+    if duplicated.any():
+        first = frame[duplicated].iloc[0]
+        raise ValueError(f"duplicate prediction record: model {first['model']!r}, set {first['set']!r}, "
+                         f"id {first['id']!r}")
+    return frame
+
+
+def sensitivity_items(records: Sequence[dict], metric_names: Sequence[str] = metrics.PAPER_METRICS,
+                      ) -> pd.DataFrame:
+    """Per model and matched item (same id in static and P): the authors' columns ``static_m``,
+    ``P_m``, ``P_m_abs``, ``ratio_P_m`` and ours ``norm_P_m_abs``, for every perturbation present.
+
+    Index (model, id). Items without a static record, or sets without the item, are left out.
+    """
+    by_key = {(r["model"], r["set"], r["id"]): r for r in records}
+    statics = {(r["model"], r["id"]): r for r in records if r["set"] == "static"}
+    # Every pair of every item first, then one batch call (shared strings are tokenized once).
+    pair_keys, predictions, references = [], [], []
+    for (model, item_id), static in statics.items():
+        pair_keys.append((model, item_id, "static"))
+        predictions.append(static["prediction"])
+        references.append(static["reference"])
+        for p in PERTURBATIONS:
+            perturbed = by_key.get((model, p, item_id))
+            if perturbed is None:
+                continue
+            for kind, prediction, reference in (
+                    ("sP_rP", perturbed["prediction"], perturbed["reference"]),
+                    ("rP_r", perturbed["reference"], static["reference"]),
+                    ("sP_s", perturbed["prediction"], static["prediction"])):
+                pair_keys.append((model, item_id, f"{p}:{kind}"))
+                predictions.append(prediction)
+                references.append(reference)
+    scores = metrics.score_pairs(predictions, references, metric_names)
+    value = {(*key, m): scores[m][i] for i, key in enumerate(pair_keys) for m in metric_names}
+    rows = []
+    for model, item_id in statics:
+        row = {"model": model, "id": item_id}
+        for m in metric_names:
+            row[f"static_{m}"] = value[(model, item_id, "static", m)]
+        for p in PERTURBATIONS:
+            if (model, item_id, f"{p}:sP_rP", metric_names[0]) not in value:
+                continue
+            for m in metric_names:
+                drop_pair = value[(model, item_id, f"{p}:sP_rP", m)]
+                reference_shift = value[(model, item_id, f"{p}:rP_r", m)]
+                output_shift = value[(model, item_id, f"{p}:sP_s", m)]
+                row[f"{p}_{m}"] = row[f"static_{m}"] - drop_pair
+                row[f"{p}_{m}_abs"] = reference_shift - output_shift
+                row[f"ratio_{p}_{m}"] = (output_shift / reference_shift
+                                         if reference_shift != 0 else float("nan"))
+                row[f"_{p}_{m}_rP_r"] = reference_shift
+        rows.append(row)
+    if not rows:
+        raise ValueError("no static records: sensitivity needs each perturbed item's static item")
+    frame = pd.DataFrame(rows).set_index(["model", "id"])
+    for model, group in frame.groupby(level="model"):
+        for p in PERTURBATIONS:
+            for m in metric_names:
+                if f"_{p}_{m}_rP_r" in group:
+                    mean_shift = group[f"_{p}_{m}_rP_r"].mean()
+                    frame.loc[group.index, f"norm_{p}_{m}_abs"] = (
+                        group[f"{p}_{m}_abs"] / mean_shift if mean_shift else np.nan)
+    return frame.drop(columns=[c for c in frame if c.startswith("_")])
+
+
+def sensitivity_long(items: pd.DataFrame) -> pd.DataFrame:
+    """:func:`sensitivity_items` as rows (model, id, perturbation, metric, measure, value)."""
+    long = items.reset_index().melt(id_vars=["model", "id"], var_name="column", value_name="value")
+    parsed = long["column"].str.extract(
+        r"^(?:(?P<pre>ratio|norm)_)?(?P<perturbation>VR|EE|AG|SR)_(?P<metric>.+?)(?P<abs>_abs)?$")
+    long = long.join(parsed).dropna(subset=["perturbation"])
+    long["measure"] = np.select(
+        [long["pre"] == "ratio", long["pre"] == "norm", long["abs"].notna()],
+        ["ratio_P_m", "norm_P_m_abs", "P_m_abs"], "P_m")
+    return long[["model", "id", "perturbation", "metric", "measure", "value"]].reset_index(drop=True)
+
+
+def sensitivity_table(items: pd.DataFrame) -> pd.DataFrame:
+    """Means over items per model x perturbation x metric of the four measures.
+
+    ``P_m`` and ``P_m_abs`` are shown x100 (points, like the score tables); the ratios unscaled."""
+    long = sensitivity_long(items)
+    table = long.pivot_table(index=["model", "perturbation", "metric"], columns="measure",
+                             values="value", aggfunc="mean", observed=True)
+    for column in ("P_m", "P_m_abs"):
+        if column in table:
+            table[column] *= 100
+    table = table.reindex(columns=[c for c in ("P_m", "P_m_abs", "ratio_P_m", "norm_P_m_abs") if c in table])
+    order = {p: i for i, p in enumerate(PERTURBATIONS)}
+    return table.sort_index(key=lambda level: level.map(order) if level.name == "perturbation" else level)
+
+
+def _group_rng(seed: int, *labels: str) -> np.random.Generator:
+    # Each (model, set) gets its own stream from (seed, labels): the intervals of one group do
+    # not depend on which other groups were scored, or in which order.
+    return np.random.default_rng([seed, zlib.crc32("|".join(labels).encode())])
+
+
+def means_table(scores: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0,
+                confidence: float = 0.95) -> pd.DataFrame:
+    """Per model x set x metric: n items, mean x100 and a percentile bootstrap interval x100
+    over items (seeded). The same resampled items serve every metric of a (model, set)."""
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    metric_names = [c for c in scores.columns if c not in ("model", "set", "id")]
+    rows = []
+    for (model, set_name), group in _ordered(scores).groupby(["model", "set"], observed=True, sort=True):
+        values = group[metric_names].to_numpy(dtype=float)
+        n = len(values)
+        if n_bootstrap:
+            resampled = _group_rng(seed, model, str(set_name)).integers(0, n, size=(n_bootstrap, n))
+            boot = values[resampled].mean(axis=1)  # (n_bootstrap, metrics)
+            alpha = (1 - confidence) / 2
+            low, high = np.quantile(boot, [alpha, 1 - alpha], axis=0)
+        else:
+            low = high = np.full(len(metric_names), np.nan)
+        for j, m in enumerate(metric_names):
+            rows.append({"model": model, "set": set_name, "metric": m, "n": n,
+                         "mean": 100 * values[:, j].mean(), "ci_low": 100 * low[j], "ci_high": 100 * high[j]})
+    return _ordered(pd.DataFrame(rows))
+
+
+def wide_means(table: pd.DataFrame) -> pd.DataFrame:
+    """The means table as model x metric rows and one column per set, formatted
+    ``mean [low, high]`` (what a reader compares with the paper's tables)."""
+    text = table.assign(cell=[f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if np.isfinite(lo) else f"{m:.2f}"
+                              for m, lo, hi in zip(table["mean"], table["ci_low"], table["ci_high"])])
+    return text.pivot_table(index=["model", "metric"], columns="set", values="cell", aggfunc="first",
+                            observed=True, sort=False)
+
+
+def csv_rows(scores: pd.DataFrame, metric_names: Sequence[str] = metrics.PAPER_METRICS) -> pd.DataFrame:
+    """Columns exactly ``model,set,metric,mean``: mean over items x100 per model x set x metric."""
+    long = _ordered(scores).melt(id_vars=["model", "set", "id"], value_vars=list(metric_names),
+                                 var_name="metric", value_name="score")
+    long["metric"] = pd.Categorical(long["metric"], categories=list(metric_names), ordered=True)
+    out = long.groupby(["model", "set", "metric"], observed=True, sort=True)["score"].mean() * 100
+    return out.rename("mean").reset_index()
+
+
+# ----------------------------------------------------------------------------------- stage 06
+
+@dataclasses.dataclass(frozen=True)
+class ScoreParams:
+    predictions: list = dataclasses.field(default_factory=lambda: ["predict_t5/smoke", "prompt_llm/smoke"])
+    include_paper_results: bool = True
+    metrics: list = dataclasses.field(default_factory=lambda: list(metrics.PAPER_METRICS + metrics.LATEX_METRICS))
+    n_bootstrap: int = 1000
+    seed: int = 0
+    bleurt_checkpoint: str = ""
+    profile: str = "smoke"
+    #: Filled in by derivlib, never by hand: a digest of the released files used (or ""), so a
+    #: run with them and one without get different run directories.
+    paper_results_digest: str = ""
+
+    def check(self) -> None:
+        if self.n_bootstrap < 0:
+            raise config.ParameterError(f"parameter 'n_bootstrap' must be >= 0, got {self.n_bootstrap}")
+        unknown = [m for m in self.metrics if m not in metrics.PAPER_METRICS + metrics.LATEX_METRICS]
+        if unknown or not self.metrics:
+            raise config.ParameterError(
+                f"parameter 'metrics': unknown {unknown or 'empty list'}; choose from "
+                f"{', '.join(metrics.PAPER_METRICS + metrics.LATEX_METRICS)} (BLEURT: bleurt_checkpoint)")
+        if not self.predictions and not self.include_paper_results:
+            raise config.ParameterError("nothing to score: 'predictions' is empty and "
+                                        "'include_paper_results' is False")
+
+
+def paper_results_digest() -> tuple[str, dict[str, Path]]:
+    """(digest, model -> file) of the released results in DERIVLIB_PAPER_RESULTS; ("", {}) if unset."""
+    files = paper.results_files()
+    if not files:
+        return "", {}
+    digest = hashlib.sha256()
+    for model, path in files.items():
+        digest.update(model.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16], files
+
+
+def open_run(namespace) -> config.Run:
+    """Validate 06_score's parameters and open its run directory (upstream: predictions runs)."""
+    params = config.from_namespace(ScoreParams, namespace)
+    upstream = {f"predictions[{i}]": config.resolve_run_dir(value, "predictions")
+                for i, value in enumerate(params.predictions)}
+    digest = ""
+    if params.include_paper_results:
+        digest, files = paper_results_digest()
+        if not files:
+            print(f"released results skipped: {paper.DOWNLOAD_HINT}")
+    params = dataclasses.replace(params, paper_results_digest=digest)
+    return config.start_run("score", params, upstream=upstream)
+
+
+@dataclasses.dataclass
+class ScoreResult:
+    scores: pd.DataFrame        # one row per record: model, set, id, metrics (fractions)
+    means: pd.DataFrame         # model, set, metric, n, mean, ci_low, ci_high (x100)
+    sensitivity: pd.DataFrame   # per model and item: static_m, P_m, P_m_abs, ratio_P_m, norm_P_m_abs
+    figure_path: Path | None
+
+    def means_wide(self) -> pd.DataFrame:
+        return wide_means(self.means)
+
+    def sensitivity_means(self) -> pd.DataFrame:
+        return sensitivity_table(self.sensitivity)
+
+
+def score_stage(run: config.Run) -> ScoreResult:
+    """Score every listed predictions run (and the released outputs when used); write
+    ``scores.csv``, ``means.csv``, ``sensitivity.csv`` and the drop figure. A complete run loads."""
+    from . import plots
+
+    files = {"scores": run.path("scores.csv"), "means": run.path("means.csv"),
+             "sensitivity": run.path("sensitivity.csv")}
+    figure = run.path("figures", "score_drops.png")
+    if run.complete:
+        return ScoreResult(pd.read_csv(files["scores"]), _ordered(pd.read_csv(files["means"])),
+                           pd.read_csv(files["sensitivity"]).set_index(["model", "id"]),
+                           figure if figure.exists() else None)
+    params = run.params
+    records = []
+    for name, directory in sorted(run.upstream.items()):
+        loaded = paper.load_predictions(directory)
+        run.log(f"{name}: {len(loaded)} records from {directory}")
+        records += loaded
+    if params.paper_results_digest:
+        for model, path in paper.results_files().items():
+            loaded = paper.to_predictions(path)
+            run.log(f"released results {path.name}: {len(loaded)} records (model {model})")
+            records += loaded
+    if not records:
+        raise ValueError("nothing to score: no predictions runs and no released results")
+    metric_names = list(params.metrics)
+    scored_names = list(metric_names)
+    if params.bleurt_checkpoint:
+        reason = metrics.bleurt_unavailable(params.bleurt_checkpoint)
+        if reason:
+            run.log(reason)
+        else:
+            scored_names.append("bleurt")
+    scores = score_records(records, scored_names, bleurt_checkpoint=params.bleurt_checkpoint or None)
+    means = means_table(scores, params.n_bootstrap, params.seed)
+    sensitivity = sensitivity_items(records, metric_names)
+    scores.to_csv(files["scores"], index=False)
+    means.to_csv(files["means"], index=False)
+    sensitivity.to_csv(files["sensitivity"])
+    fig = plots.score_drops(sensitivity_long(sensitivity))
+    figure_public = run.save_figure(fig, "score_drops")
+    run.log(f"scored {len(scores)} records of {scores['model'].nunique()} model(s); "
+            f"figure {figure_public}")
+    run.finish(records=len(scores), models=int(scores["model"].nunique()))
+    return ScoreResult(scores, means, sensitivity, figure)
