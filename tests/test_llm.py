@@ -145,7 +145,7 @@ class Interrupted(Exception):
 
 
 def test_interrupted_run_resumes_from_the_cache_without_asking_again(server, sets_dir, tmp_path):
-    server.answer_delay = 0.02  # answers arrive while the run is being interrupted
+    server.answer_delay = 0.05  # answers arrive while the run is being interrupted
     seen = []
 
     def die_after_seven(request, answer):
@@ -154,7 +154,7 @@ def test_interrupted_run_resumes_from_the_cache_without_asking_again(server, set
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        fewshot.prompt_sets(params(server, concurrency=3), sets_dir, tmp_path / "out", tmp_path / "cache",
+        fewshot.prompt_sets(params(server, concurrency=2), sets_dir, tmp_path / "out", tmp_path / "cache",
                             policy=fast_policy(), on_answer=die_after_seven)
     cached = len(llm.ResponseCache(tmp_path / "cache"))
     assert 7 <= cached < N_PROMPTS and cached == server.total_answered()
