@@ -103,13 +103,16 @@ def sensitivity_items(records: Sequence[dict], metric_names: Sequence[str] = met
     if not rows:
         raise ValueError("no static records: sensitivity needs each perturbed item's static item")
     frame = pd.DataFrame(rows).set_index(["model", "id"])
-    for model, group in frame.groupby(level="model"):
+    norm: dict[str, list[pd.Series]] = {}
+    for model, group in frame.groupby(level="model", sort=False):
         for p in PERTURBATIONS:
             for m in metric_names:
                 if f"_{p}_{m}_rP_r" in group:
                     mean_shift = group[f"_{p}_{m}_rP_r"].mean()
-                    frame.loc[group.index, f"norm_{p}_{m}_abs"] = (
-                        group[f"{p}_{m}_abs"] / mean_shift if mean_shift else np.nan)
+                    norm.setdefault(f"norm_{p}_{m}_abs", []).append(
+                        group[f"{p}_{m}_abs"] / mean_shift if mean_shift else group[f"{p}_{m}_abs"] * np.nan)
+    if norm:
+        frame = pd.concat([frame, pd.DataFrame({k: pd.concat(v) for k, v in norm.items()})], axis=1)
     return frame.drop(columns=[c for c in frame if c.startswith("_")])
 
 
