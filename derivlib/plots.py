@@ -20,9 +20,10 @@ def score_drops(sensitivity_long, measure: str = "P_m"):
                        col_order=metric_order, order=["VR", "EE", "AG", "SR"], kind="bar",
                        errorbar=("ci", 95), seed=0, col_wrap=min(3, len(metric_order)),
                        height=3.2, aspect=1.1, sharey=True)
-    grid.set_axis_labels("perturbation", "score drop M(s, r) - M(sP, rP) (x100)")
+    grid.set_axis_labels("perturbation", "score drop (x100)")
     grid.set_titles("{col_name}")
     for ax in grid.axes.flat:
         ax.axhline(0, color="black", linewidth=0.8)
-    grid.figure.suptitle("Score drop on perturbed test sets (matched items; higher = more sensitive)", y=1.03)
+    grid.figure.suptitle("Score drop M(s, r) - M(sP, rP) per perturbation: mean over matched items "
+                         "with 95% interval (higher = more sensitive)", y=1.03)
     return grid.figure
