@@ -1,0 +1,121 @@
+"""LaTeX -> SymPy: the dialect's constructs, round trips, released model outputs."""
+from __future__ import annotations
+
+import pytest
+import sympy as sp
+
+from derivlib import derivation, latex, paper
+
+a, x, y = sp.symbols("a x y")
+eta = sp.Function("\\eta")
+
+
+def parsed(text, functions=frozenset()):
+    result = latex.parse(text, functions)
+    assert result.ok, result.reason
+    return result.expr
+
+
+@pytest.mark.parametrize("text, expected", [
+    (r"\eta{(a)} = e^{a}", sp.Eq(eta(a), sp.exp(a), evaluate=False)),
+    (r"\frac{d}{d a} \eta{(a)}", sp.Derivative(eta(a), a)),
+    (r"\frac{d^{2}}{d a^{2}} \eta{(a)}", sp.Derivative(eta(a), (a, 2))),
+    (r"\eta^{2}{(a)}", eta(a) ** 2),
+    (r"\log{(x)}", sp.log(x)),                       # natural log, as SymPy prints it
+    (r"\sin^{2}{(x)}", sp.sin(x) ** 2),
+    (r"\int x y dx", sp.Integral(x * y, x)),
+    (r"\int (x + y) d x + 1", sp.Integral(x + y, x) + 1),
+    (r"e^{x} \int e^{x} dx", sp.exp(x) * sp.Integral(sp.exp(x), x)),
+    (r"\frac{\partial^{2}}{\partial y\partial x} \operatorname{F_c}{(x,y)}",
+     sp.Derivative(sp.Function("F_{c}")(x, y), x, y)),
+    (r"\mathbf{E} \hat{H}_l", sp.Symbol("\\mathbf{E}") * sp.Symbol("\\hat{H}_{l}")),
+    (r"x^{\prime} + y^\prime + f'", sp.Symbol("x^{\\prime}") + sp.Symbol("y^{\\prime}") + sp.Symbol("f^{\\prime}")),
+    (r"x \cdot y", x * y),
+    (r"\frac{x}{2}", x / 2),
+    (r"\sqrt{x}", sp.sqrt(x)),
+    (r"\operatorname{Ci}{(x)}", sp.Ci(x)),
+    (r"e", sp.E),
+])
+def test_dialect(text, expected):
+    assert parsed(text) == expected
+
+
+def test_model_noise_is_undone():
+    # FLAN-T5: split commands, no leading backslash, spaces inside names
+    noisy = r"eta { (a) } = \ frac { d } { d a } \ eta { (a) } + \ e ^ { a } + F_ { N }"
+    clean = r"\eta{(a)} = \frac{d}{d a} \eta{(a)} + e^{a} + F_{N}"
+    assert parsed(noisy) == parsed(clean)
+    # dropped braces: a known function applied without them
+    assert parsed(r"\eta(a)", frozenset({"\\eta"})) == eta(a)
+    assert parsed(r"\eta(a)") == sp.Symbol("\\eta") * a
+    assert parsed("F_N") == parsed("F_{N}") == sp.Symbol("F_{N}")
+
+
+@pytest.mark.parametrize("text, why", [
+    ("", "empty"), (r"\frac{x}", "expected"), ("x = y = z", "more than one"),
+    (r"\int x", "differential"), (r"\foo{x}", "unknown command"), ("(" * 100 + "x" + ")" * 100, "nested"),
+    ("x" * 3000, "longer than"),
+])
+def test_failures_are_results_not_exceptions(text, why):
+    result = latex.parse(text)
+    assert not result.ok and why in result.reason
+
+
+def test_bounded_numbers():
+    result = latex.parse("9^{9^{9^{9}}}")  # would not finish if evaluated
+    assert result.ok and isinstance(result.expr, sp.Pow)
+
+
+def test_parse_equation_requires_equals():
+    assert not latex.parse_equation("x + y").ok
+    assert latex.parse_equation("x = y").ok
+
+
+def _round_trip_rate(sreprs):
+    good = 0
+    for text in sreprs:
+        expr = derivation.from_srepr(text)
+        result = latex.parse(derivation.to_latex(expr))
+        good += result.ok and result.expr == latex.canonicalize(expr)
+    return good / len(sreprs)
+
+
+@pytest.mark.paper_results
+def test_round_trip_released_references(paper_results_dir):
+    sreprs = []
+    for path in paper.results_files(paper_results_dir).values():
+        for item in paper.load_items(path):
+            for set_name in paper.SETS:
+                sreprs += [s for _, s in item[paper.field(set_name, "srepr_derivation")]]
+        break  # both files hold the same 100 items x 5 sets: 500 derivations
+    assert len(sreprs) > 2500
+    assert _round_trip_rate(sreprs) >= 0.995
+
+
+@pytest.mark.slow
+def test_round_trip_generated_derivations():
+    from derivlib import generate
+
+    records, _ = generate.generate(40, seed=7)
+    sreprs = [s for record in records for _, s in record["srepr_derivation"]]
+    assert _round_trip_rate(sreprs) >= 0.995
+
+
+@pytest.mark.paper_results
+def test_released_model_outputs_parse(paper_results_dir):
+    total = parsed_ok = 0
+    for path in paper.results_files(paper_results_dir).values():
+        for record in paper.to_predictions(path):
+            for text in derivation.split_equations(record["prediction"]):
+                total += 1
+                parsed_ok += latex.parse_equation(text).ok
+    assert total > 4000
+    assert parsed_ok / total >= 0.98
+
+
+def test_canonical_names():
+    assert latex.canonical_name("F_N") == latex.canonical_name("F_{N}") == "F_{N}"
+    assert latex.canonical_name("x^\\prime") == "x^{\\prime}"
+    assert latex.canonical_name("\\hat{H}_l") == "\\hat{H}_{l}"
+    expr = sp.Function("F_c")(sp.Symbol("M_E"))
+    assert latex.canonicalize(expr) == sp.Function("F_{c}")(sp.Symbol("M_{E}"))
