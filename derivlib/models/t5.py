@@ -422,7 +422,7 @@ def _training_arguments(cls, checkpoints: Path, params: TrainParams, strategy: s
         greater_is_better=True, predict_with_generate=True, generation_config=generation,
         logging_strategy="steps", logging_steps=params.log_every, logging_first_step=True,
         include_num_input_tokens_seen="non_padding", bf16=bf16, report_to="none",
-        disable_tqdm=True, dataloader_num_workers=0)
+        disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=bf16 or _cuda())
 
 
 # ----------------------------------------------------------------------------------- decoding
@@ -536,3 +536,9 @@ def show_samples(samples: list[dict]):
                       f"| reference | model |\n|---|---|\n"
                       f"| {as_math(sample['reference'])} | {as_math(sample['prediction'])} |\n")
     return Markdown("\n\n".join(blocks))
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
