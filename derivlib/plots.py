@@ -27,3 +27,72 @@ def score_drops(sensitivity_long, measure: str = "P_m"):
     grid.figure.suptitle("Score drop M(s, r) - M(sP, rP) per perturbation: mean over matched items "
                          "with 95% interval (higher = more sensitive)", y=1.03)
     return grid.figure
+
+
+def set_statistics(item_table):
+    """Test and training sets side by side: equations per derivation (left) and the share of
+    prompts with 0, 1, 2, 3+ intermediates (right). ``item_table``: rows of ``sets.item_table``."""
+    data = item_table.copy()
+    order = [s for s in ("train", "dev", "static", "VR", "EE", "AG", "SR") if s in set(data["set"])]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    lengths = (data.groupby("set")["equations"].value_counts(normalize=True).mul(100)
+               .rename("share").reset_index())
+    sns.barplot(data=lengths, x="equations", y="share", hue="set", hue_order=order, ax=left)
+    left.set_xlabel("equations per derivation")
+    left.set_ylabel("share of the set's items (%)")
+    left.set_title("Derivation length")
+    left.legend(title="set", fontsize=8, ncols=2)
+    data["intermediates"] = data["intermediates"].clip(upper=3).map({0: "0", 1: "1", 2: "2", 3: "3+"})
+    shares = (data.groupby("set")["intermediates"].value_counts(normalize=True).mul(100)
+              .unstack(fill_value=0).reindex(index=order, columns=["0", "1", "2", "3+"], fill_value=0))
+    bottom = None
+    for column, colour in zip(shares.columns, sns.color_palette("crest", 4)):
+        right.bar(shares.index, shares[column], bottom=bottom, label=column, color=colour)
+        bottom = shares[column] if bottom is None else bottom + shares[column]
+    right.set_ylim(0, 100)
+    right.set_xlabel("set")
+    right.set_ylabel("share of prompts (%)")
+    right.set_title("Intermediate equations in the prompt")
+    right.legend(title="intermediates", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    counts = data["set"].value_counts()
+    right.set_xticks(range(len(order)), [f"{s}\n(n={counts[s]})" for s in order], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curve(history):
+    """Training loss per logging step and dev loss per evaluation (left), dev ROUGE-2 (right).
+    ``history``: the Trainer's ``log_history`` (``derivlib.models.t5.TrainResult.history``)."""
+    train = [(h["epoch"], h["loss"]) for h in history if "loss" in h]
+    dev = [(h["epoch"], h["eval_loss"], 100 * h.get("eval_rouge2", float("nan")))
+           for h in history if "eval_loss" in h]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot([e for e, _ in train], [v for _, v in train], label="training (per logging step)", lw=1.2)
+    left.plot([e for e, _, _ in dev], [v for _, v, _ in dev], "o-", label="dev (per evaluation)")
+    left.set_xlabel("epoch")
+    left.set_ylabel("cross-entropy loss (nats per target token)")
+    left.set_title("Loss")
+    left.legend(fontsize=8)
+    right.plot([e for e, _, _ in dev], [r for _, _, r in dev], "o-", color="C2")
+    right.set_xlabel("epoch")
+    right.set_ylabel("dev ROUGE-2 (x100)")
+    right.set_ylim(0, 100)
+    right.set_title("Dev ROUGE-2 (selects the kept checkpoint)")
+    fig.tight_layout()
+    return fig
+
+
+def model_vs_baseline(table):
+    """Mean ROUGE-2 per test set of each model beside the copy-the-prompt baseline.
+    ``table``: ``derivlib.models.t5.summary_table`` (columns model, set, rouge2, items)."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    sns.barplot(data=table, x="set", y="rouge2", hue="model", ax=ax)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.1f", fontsize=7, padding=1)
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("test set")
+    ax.set_ylabel("mean ROUGE-2 (x100)")
+    ax.set_title("Fine-tuned T5 against copying the prompt")
+    ax.legend(title="model", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig
