@@ -46,7 +46,7 @@ def set_statistics(item_table):
     shares = (data.groupby("set")["intermediates"].value_counts(normalize=True).mul(100)
               .unstack(fill_value=0).reindex(index=order, columns=["0", "1", "2", "3+"], fill_value=0))
     bottom = None
-    for column, colour in zip(shares.columns, sns.color_palette("crest", 4)):
+    for column, colour in zip(shares.columns, ("#d9d9d9", "#6baed6", "#2171b5", "#08306b")):
         right.bar(shares.index, shares[column], bottom=bottom, label=column, color=colour)
         bottom = shares[column] if bottom is None else bottom + shares[column]
     right.set_ylim(0, 100)

@@ -353,6 +353,30 @@ def examples_markdown(items: Mapping[str, Sequence[Mapping]], index: int = 0) ->
     return "\n".join(lines)
 
 
+def counts_table(counts: Mapping[str, Any]):
+    """Requested and built size of every set, and why perturbed items were skipped."""
+    import pandas as pd
+    sizes, requested = counts.get("sizes", {}), counts.get("requested", {})
+    rows = []
+    for name in FILES:
+        wanted = requested.get("train+dev") if name in ("train", "dev") else requested.get(name)
+        skipped = counts.get(f"{name}_skipped") or {}
+        rows.append({"set": name, "requested": wanted if name != "dev" else None, "built": sizes.get(name),
+                     "skipped": ", ".join(f"{n} {r}" for r, n in skipped.items()) or ""})
+    table = pd.DataFrame(rows).set_index("set")
+    table.attrs["notes"] = {k: counts.get(k) for k in ("derivations", "duplicates_removed",
+                                                        "static_ineligible_no_intermediate", "train_leaks_removed")}
+    return table
+
+
+def save_statistics_figure(run: config.Run, items: Mapping[str, Sequence[Mapping]]):
+    """The set statistics figure (:func:`derivlib.plots.set_statistics`), saved with the run."""
+    from . import plots
+    figure = plots.set_statistics(item_table(items))
+    run.save_figure(figure, "testsets_statistics")
+    return figure
+
+
 # ----------------------------------------------------------------------------------- stage
 
 def open_run(namespace: Mapping[str, Any]) -> config.Run:
