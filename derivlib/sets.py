@@ -363,7 +363,7 @@ def counts_table(counts: Mapping[str, Any]):
         skipped = counts.get(f"{name}_skipped") or {}
         rows.append({"set": name, "requested": wanted if name != "dev" else None, "built": sizes.get(name),
                      "skipped": ", ".join(f"{n} {r}" for r, n in skipped.items()) or ""})
-    table = pd.DataFrame(rows).set_index("set")
+    table = pd.DataFrame(rows).set_index("set").astype({"requested": "Int64", "built": "Int64"})
     table.attrs["notes"] = {k: counts.get(k) for k in ("derivations", "duplicates_removed",
                                                         "static_ineligible_no_intermediate", "train_leaks_removed")}
     return table
