@@ -141,14 +141,21 @@ class _Context:
                 application, body = found
                 self.definitions.setdefault(application.func.__name__, sp.Lambda(application.args, body))
         self.premise_symbols = premise_symbols
-        reference_symbols = set().union(*(e.atoms(sp.Symbol) for e in equations))
-        self.constants = {s for s in reference_symbols - premise_symbols}
+        self.reference_symbols = set().union(*(e.atoms(sp.Symbol) for e in equations))
+        # integration constants: the symbols an evaluate_integrals step brings in
+        self.constants = set()
+        known = set()
+        for annotation, equation in zip(derivation.annotations, equations):
+            symbols = equation.atoms(sp.Symbol)
+            if not is_premise(annotation) and annotation[0] == "evaluate_integrals":
+                self.constants |= symbols - known
+            known |= symbols
         self.functions = frozenset(
             f.func.__name__ for e in equations for f in e.atoms(AppliedUndef))
-        self.reference_keys = {}
+        self.reference_keys: dict[tuple, list[int]] = {}
         for index, equation in enumerate(equations):
-            for key in _keys(equation):
-                self.reference_keys.setdefault(key, index)
+            for key in set(_keys(equation)):
+                self.reference_keys.setdefault(key, []).append(index)
         self._values: dict[sp.Symbol, np.ndarray] = {}
 
     # ---- points
@@ -437,6 +444,7 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
     parsed: list[sp.Equality | None] = []
     seen: set = set()
     constants = set(context.constants)
+    written: set = set()
     matched_reference: set[int] = set()
     failures = []
     for text in texts:
@@ -455,12 +463,13 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
             continue
         seen.update(_keys(equation))
         if key in context.reference_keys:
-            matched_reference.add(context.reference_keys[key])
+            matched_reference.update(context.reference_keys[key])
             checks.append(EquationCheck(text, "reference", "", shown))
             continue
         has_integral = equation.has(sp.Integral)
-        if has_integral:
-            constants |= equation.free_symbols - context.premise_symbols
+        if has_integral:  # a symbol first written beside an integral is the model's constant
+            constants |= equation.free_symbols - context.reference_symbols - written
+        written |= equation.free_symbols
         lenient = has_integral or bool(equation.free_symbols & constants)
         try:
             lhs, rhs = prepare(equation.lhs, context), prepare(equation.rhs, context)
@@ -538,3 +547,13 @@ def summarize(checks: Iterable[DerivationCheck]):
     table = [{"model": model, "set": set_name, **{c: counts.get(c, 0) for c in COUNT_COLUMNS}}
              for (model, set_name), counts in sorted(rows.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99), kv[0][1]))]
     return pd.DataFrame(table, columns=["model", "set", *COUNT_COLUMNS])
+
+
+def format_table(table) -> str:
+    """The summary as a readable table: counts, and each label's share of equations in %."""
+    shown = table.copy()
+    for label in LABELS:
+        shown[f"{label} %"] = (100 * shown[label] / shown["equations"].clip(lower=1)).round(1)
+    shown["goal %"] = (100 * shown["goal_reached"] / shown["derivations"].clip(lower=1)).round(1)
+    columns = ["model", "set", "derivations", "equations", *(f"{label} %" for label in LABELS), "goal %"]
+    return shown[columns].to_string(index=False)
