@@ -263,6 +263,8 @@ def _apply(state: _State, name: str, rng: random.Random, config: GeneratorConfig
     eq = state.equations[k]
     if rules.ARITY[name] == 1:
         if name == "evaluate_integrals":
+            if [name, k + 1] in state.annotations:  # the filter's verdict, known before the work
+                raise Rejected("repeated_evaluate_integrals")
             return rules.evaluate_integrals(eq, state.used_symbols(), rng), [name, k + 1]
         return rules.OPERATORS[name](eq), [name, k + 1]
     if name in ("differentiate", "integrate"):

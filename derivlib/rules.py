@@ -14,11 +14,13 @@ rejected proposal.
 """
 from __future__ import annotations
 
+import functools
 import random
 from typing import Sequence
 
 import sympy as sp
 from sympy.core.function import UndefinedFunction
+from sympy.integrals.risch import NonElementaryIntegral
 
 from .symbols import SYMBOLS
 
@@ -76,9 +78,24 @@ def contains_nested_function(expr: sp.Basic) -> bool:
     return False
 
 
+def equation(lhs: sp.Basic, rhs: sp.Basic) -> sp.Basic:
+    """``sp.Eq(lhs, rhs)``, asking SymPy to decide it only when that can succeed.
+
+    ``Eq`` evaluates to True/False when the sides are identical or differ by a number; otherwise
+    it returns the unevaluated equation after a costly ``is_eq`` analysis (a third of generation
+    time in profiles). Symbols here carry no assumptions, so skipping that analysis in the
+    other cases gives the same object.
+    """
+    if lhs == rhs:
+        return sp.true
+    if isinstance(lhs, sp.Expr) and isinstance(rhs, sp.Expr) and (lhs - rhs).is_number:
+        return sp.Eq(lhs, rhs)
+    return sp.Eq(lhs, rhs, evaluate=False)
+
+
 def _both_sides(eq, f):
     if isinstance(eq, sp.Equality):
-        return sp.Eq(f(eq.lhs), f(eq.rhs))
+        return equation(f(eq.lhs), f(eq.rhs))
     return f(eq)
 
 
@@ -131,10 +148,23 @@ def evaluate_derivatives(eq):
 def _integrate_once(integral: sp.Integral) -> sp.Basic:
     if sp.count_ops(integral.function) > MAX_INTEGRAND_OPS:
         raise TooExpensive("integrand_too_large")
-    # Risch and Meijer-G methods can run for minutes on small integrands; the heuristic and
-    # table-driven methods answer the integrals this generator makes. What they cannot do stays
-    # unevaluated, which the generator then rejects as "unchanged".
-    return integral.doit(risch=False, meijerg=False)
+    return _integrate_cached(integral)
+
+
+
+@functools.lru_cache(maxsize=4096)
+def _integrate_cached(integral: sp.Integral) -> sp.Basic:
+    # Only SymPy's fast, deterministic methods: the Risch algorithm on its own, then the
+    # term-wise polynomial/table methods. In profiles, the heuristic Risch algorithm (heurisch)
+    # took 97% of generation time, can run for minutes on small integrands and depends on set
+    # ordering; the rule-based (manual) and Meijer-G methods took most of the rest (SymPy's
+    # fall-backs call them without our hints, so ``doit`` is never called with defaults). What
+    # these methods cannot do stays unevaluated, and the generator rejects the unchanged equation.
+    for hints in ({"risch": True}, {"risch": False, "heurisch": False, "meijerg": False, "manual": False}):
+        value = integral.doit(**hints)
+        if not value.has(sp.Integral):
+            return value
+    return integral
 
 
 def evaluate_integrals(eq, used_symbols: Sequence[sp.Symbol], rng: random.Random):
@@ -193,12 +223,18 @@ def integrate(eq, variable):
 
 def substitute_LHS_for_RHS(eq, source):
     """Replace ``source``'s left side by its right side inside ``eq``."""
-    return eq.subs(source.lhs, source.rhs)
+    return _substitute(eq, source.lhs, source.rhs)
 
 
 def substitute_RHS_for_LHS(eq, source):
     """Replace ``source``'s right side by its left side inside ``eq``."""
-    return eq.subs(source.rhs, source.lhs)
+    return _substitute(eq, source.rhs, source.lhs)
+
+
+def _substitute(eq, old, new):
+    if isinstance(eq, sp.Equality):
+        return equation(eq.lhs.subs(old, new), eq.rhs.subs(old, new))
+    return eq.subs(old, new)
 
 
 # ----------------------------------------------------------------------------------- arity 0
