@@ -217,3 +217,128 @@ def test_ngram_counts_equal_sacrebleu(tokens):
     per_order = metrics.ngram_counts(tokens)
     assert sum(per_order, Counter()) == counts and len(tokens) == length
     assert all(len(ngram) == n for n, c in enumerate(per_order, 1) for ngram in c)
+
+
+# --------------------------------------------------------------------------------------------
+# The hand-written fast pieces, each against the library function it replaces.
+
+def released_string_pairs(flan_results, gpt4_results) -> list[tuple[str, str]]:
+    """Every distinct pair the scoring stage scores: prediction vs reference, and the
+    perturbation pairs (perturbed vs static reference and prediction)."""
+    pairs = set()
+    for path in (flan_results, gpt4_results):
+        records = paper.to_predictions(path)
+        by_key = {(r["set"], r["id"]): r for r in records}
+        for (set_name, item_id), record in by_key.items():
+            pairs.add((record["prediction"], record["reference"]))
+            if set_name != "static":
+                static = by_key[("static", item_id)]
+                pairs.add((record["reference"], static["reference"]))
+                pairs.add((record["prediction"], static["prediction"]))
+    return sorted(pairs)
+
+
+def test_every_released_pair_equals_plain_library_calls(flan_results, gpt4_results):
+    pairs = released_string_pairs(flan_results, gpt4_results)
+    assert len(pairs) > 1000
+    metrics.clear_cache()
+    ours = metrics.score_pairs([p for p, _ in pairs], [r for _, r in pairs])
+    for index, (prediction, reference) in enumerate(pairs):
+        expected = library_scores(prediction, reference)
+        for metric in metrics.PAPER_METRICS:
+            assert ours[metric][index] == pytest.approx(expected[metric], abs=1e-12), (index, metric)
+
+
+def test_released_strings_tokenize_as_the_libraries_do(flan_results, gpt4_results):
+    texts = sorted({text for pair in released_string_pairs(flan_results, gpt4_results) for text in pair})
+    sacrebleu_13a = sacrebleu.tokenizers.tokenizer_13a.Tokenizer13a()
+    from rouge_score import tokenize as rouge_tokenize
+    for text in texts:
+        assert metrics.tokens_13a(text) == sacrebleu_13a(text).split()
+        assert metrics.rouge_tokens(text) == rouge_tokenize.tokenize(text, None)
+
+
+# Long LaTeX-like strings, any unicode text, and strings dense in what the 13a rules look at
+# (periods, commas, dashes next to digits).
+long_latex_text = st.lists(st.sampled_from([r"\frac", "{", "}", "x", "y", "=", "+", "^", "2", "and",
+                                            r"\eta", "(a)", r"\,", "dx", "-", "1.5", ",", " "]),
+                           max_size=400).map(" ".join)
+dense_13a_text = st.lists(st.sampled_from(list(".,-0123456789a {}\\&\n") + ["&amp;", "<skipped>", "é"]),
+                          max_size=60).map("".join)
+any_text = st.one_of(latex_text, long_latex_text, dense_13a_text, st.text(max_size=200))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(dense_13a_text, st.text(max_size=200)))
+def test_fast_13a_tokens_equal_sacrebleu_on_any_text(text):
+    assert metrics.tokens_13a(text) == sacrebleu.tokenizers.tokenizer_13a.Tokenizer13a()(text).split()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(latex_text, st.text(max_size=200)))
+def test_rouge_tokens_and_bigrams_equal_rouge_score(text):
+    from rouge_score import tokenize as rouge_tokenize
+    tokens = rouge_tokenize.tokenize(text, None)
+    assert metrics.rouge_tokens(text) == tokens
+    assert metrics.rouge_bigrams(tokens) == rouge_scorer._create_ngrams(tokens, 2)
+
+
+def sacrebleu_statistics(hyp_tokens, ref_tokens):
+    """sacrebleu's own match counts and totals for pre-tokenized text (tokens hold no spaces)."""
+    bleu = sacrebleu.BLEU(tokenize="none", smooth_method="none", effective_order=False)
+    score = bleu.corpus_score([" ".join(hyp_tokens)], [[" ".join(ref_tokens)]])
+    return score.counts, score.totals
+
+
+def nltk_gleu_true_positives(hyp_tokens, ref_tokens):
+    from nltk.util import everygrams
+    return sum((Counter(everygrams(ref_tokens, 1, 4)) & Counter(everygrams(hyp_tokens, 1, 4))).values())
+
+
+token_lists = st.lists(st.sampled_from(["a", "b", "c", "=", "{", "}", "é", "\\frac"]), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(token_lists, token_lists)
+def test_clipped_matches_equal_sacrebleu_and_nltk(hyp, ref):
+    matches = metrics.clipped_matches(hyp, ref)
+    assert matches == list(sacrebleu_statistics(hyp, ref)[0])
+    assert sum(matches) == nltk_gleu_true_positives(hyp, ref)
+
+
+def test_clipped_matches_with_a_vocabulary_too_large_for_int64_codes(monkeypatch):
+    # Over ~46,000 distinct tokens, base**4 overflows int64: the Counter path takes over.
+    used = []
+    counter_matches = metrics._counter_matches
+    monkeypatch.setattr(metrics, "_counter_matches", lambda h, r: used.append(1) or counter_matches(h, r))
+    rng = np.random.default_rng(0)
+    ref = [f"t{i}" for i in range(47_000)] + ["t1", "t2", "t3", "t4"] * 3
+    hyp = [ref[i] for i in rng.integers(0, len(ref), 20_000)] + ["t1", "t2", "t3", "t4"]
+    matches = metrics.clipped_matches(hyp, ref)
+    assert used == [1]
+    assert matches == list(sacrebleu_statistics(hyp, ref)[0])
+    assert sum(matches) == nltk_gleu_true_positives(hyp, ref)
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_text, any_text)
+def test_fresh_strings_equal_library_calls(prediction, reference):
+    # Cold caches: every string is tokenized and counted afresh, as for a new model's outputs.
+    metrics.clear_cache()
+    ours = metrics.score_pair(prediction, reference, metrics.PAPER_METRICS)
+    expected = library_scores(prediction, reference)
+    for metric in metrics.PAPER_METRICS:
+        assert ours[metric] == pytest.approx(expected[metric], abs=1e-12), metric
+
+
+@settings(max_examples=150, deadline=None)
+@given(long_latex_text, long_latex_text)
+def test_latex_variants_equal_library_formulas_on_random_strings(prediction, reference):
+    p, r = metrics.latex_tokens(prediction), metrics.latex_tokens(reference)
+    ours = metrics.score_pair(prediction, reference, metrics.LATEX_METRICS)
+    rouge = rouge_scorer._score_ngrams(rouge_scorer._create_ngrams(r, 2), rouge_scorer._create_ngrams(p, 2))
+    assert ours["rouge2_latex"] == rouge.fmeasure
+    bleu = sacrebleu.BLEU(tokenize="none", smooth_method="none", effective_order=False)
+    expected_bleu = bleu.corpus_score([" ".join(p)], [[" ".join(r)]]).score / 100
+    assert ours["bleu_latex"] == pytest.approx(expected_bleu, abs=1e-12)
+    assert ours["gleu_latex"] == pytest.approx(nltk_gleu.corpus_gleu([[r]], [p]), abs=1e-12)
