@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
+from sympy.printing.conventions import split_super_sub
+from sympy.printing.latex import LatexPrinter, accepted_latex_functions
+from sympy.printing.latex import translate as latex_translate
 
 PREMISE_ANNOTATIONS = ("premise", "get_premise", "renaming_premise")
 SUBSTITUTIONS = ("substitute_LHS_for_RHS", "substitute_RHS_for_LHS")
@@ -90,8 +92,11 @@ class AuthorsLatexPrinter(LatexPrinter):
 
     The released targets were printed by SymPy 1.5.1; SymPy 1.14 differs in a few places
     (measured on the 500 released reference derivations):
-    - undefined functions whose name is not one token print as ``\\operatorname{J_{\\varepsilon}}``;
-    - integrals print a thin space ``\\,`` before the differential;
+    - undefined function names follow 1.5.1's rules: sub/superscripts braced unless the name
+      holds a brace (``F_c`` -> ``\\operatorname{F_{c}}``), bare when one letter or a backslash
+      command, ``\\operatorname{}`` otherwise;
+    - integrals print no thin space ``\\,`` before the differential;
+    - a negative integrand or differentiand is not parenthesised;
     - symbol names are taken verbatim (1.14 re-reads ``\\sigma_x`` as ``\\sigma_{x}``,
       ``\\hbar`` as ``\\bar{\\h}``); our vocabulary names are already LaTeX.
     """
@@ -104,27 +109,47 @@ class AuthorsLatexPrinter(LatexPrinter):
             return name  # already LaTeX (vocabulary symbol): print verbatim
         return super()._print_Symbol(expr, style)
 
+    @staticmethod
+    def _name_with_scripts_151(name: str) -> str:
+        # SymPy 1.5.1's ``_deal_with_super_sub``: names holding a brace are kept verbatim,
+        # others have their sub/superscripts braced and Greek names translated.
+        if "{" in name:
+            return name
+        base, supers, subs = split_super_sub(name)
+        base = latex_translate(base)
+        if supers:
+            base += "^{%s}" % " ".join(latex_translate(s) for s in supers)
+        if subs:
+            base += "_{%s}" % " ".join(latex_translate(s) for s in subs)
+        return base
+
     def _function_name_latex(self, name: str) -> str:
-        if "\\" in name or "{" in name or "_" in name:
-            # 1.5.1: a name that is a single LaTeX command stays bare; a compound one is wrapped
-            if re.fullmatch(r"\\[A-Za-z]+", name) or re.fullmatch(r"\\math[a-z]+\{[^{}]*\}", name):
-                return name
-            return r"\operatorname{" + name + "}"
-        return None
+        # SymPy 1.5.1's ``_hprint_Function``: known functions get their command, a one-letter or
+        # backslash name stays bare, anything else is wrapped in \operatorname{}.
+        name = self._name_with_scripts_151(name)
+        if name in accepted_latex_functions:
+            return "\\" + name
+        if len(name) == 1 or name.startswith("\\"):
+            return name
+        return r"\operatorname{" + name + "}"
 
     def _print_Function(self, expr, exp=None):
         func = expr.func
         if isinstance(func, sp.core.function.UndefinedFunction):
             name = self._function_name_latex(func.__name__)
-            if name is not None:
-                args = ",".join(self._print(a) for a in expr.args)
-                if exp is not None:
-                    return f"{name}^{{{exp}}}{{({args})}}"
-                return f"{name}{{({args})}}"
+            args = ",".join(self._print(a) for a in expr.args)
+            if exp is not None:
+                name = f"{name}^{{{exp}}}"
+            return f"{name}{{\\left({args} \\right)}}"
         return super()._print_Function(expr, exp)
 
     def _print_Integral(self, expr):
         return super()._print_Integral(expr).replace(r"\, d", " d")
+
+    def parenthesize(self, item, level, is_neg=False, strict=False):
+        # 1.5.1 did not parenthesise a negative integrand or differentiand
+        # (``\frac{d}{d x} - \sin{(x)}``); SymPy >= 1.7 does (``is_neg``).
+        return super().parenthesize(item, level, False, strict)
 
 
 _PRINTER = AuthorsLatexPrinter()
