@@ -116,7 +116,9 @@ class AuthorsLatexPrinter(LatexPrinter):
         if "{" in name:
             return name
         base, supers, subs = split_super_sub(name)
-        base = latex_translate(base)
+        # A base that is already a LaTeX command is kept: translating it would turn ``\\hbar``
+        # into ``\\bar{\\h}`` (1.5.1 did so too; no released equation has such a function).
+        base = base if base.startswith("\\") else latex_translate(base)
         if supers:
             base += "^{%s}" % " ".join(latex_translate(s) for s in supers)
         if subs:
