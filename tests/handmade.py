@@ -15,20 +15,20 @@ def _sym(name: str) -> sp.Symbol:
 
 
 def power_chain(function: str, variable: str, exponent: int, multiplier: str) -> list[list]:
-    """f(x) = x^n; d/dx both sides; evaluate (an intermediate); times m; substitute f back."""
+    """f(x) = x^n; d/dx both sides; evaluate (an intermediate); times m; add x^n; substitute f."""
     x, m = _sym(variable), _sym(multiplier)
     f = sp.Function(function)(x)
     e1 = sp.Eq(f, x**exponent)
     e2 = sp.Eq(sp.Derivative(f, x), sp.Derivative(x**exponent, x))
     e3 = sp.Eq(sp.Derivative(f, x), exponent * x**(exponent - 1))
     e4 = sp.Eq(m * sp.Derivative(f, x), m * exponent * x**(exponent - 1))
-    e5 = sp.Eq(e4.lhs + f, e4.rhs + x**exponent)
+    e5 = sp.Eq(e4.lhs + x**exponent, e4.rhs + x**exponent)
     e6 = e5.subs(x**exponent, f)
     return [["premise", to_srepr(e1)],
             [["differentiate", 1, to_srepr(x)], to_srepr(e2)],
             [["evaluate_derivatives", 2], to_srepr(e3)],
             [["times", 3, to_srepr(m)], to_srepr(e4)],
-            [["add", 4, to_srepr(f)], to_srepr(e5)],
+            [["add", 4, to_srepr(x**exponent)], to_srepr(e5)],
             [["substitute_RHS_for_LHS", 5, 1], to_srepr(e6)]]
 
 
