@@ -57,10 +57,11 @@ class TrainParams:
     length_grouping: bool = True
     log_every: int = 20
     seed: int = 42
+    workers: int = 1
 
     def check(self) -> None:
         positive = ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "epochs",
-                    "batch_size", "max_length", "eval_num_beams", "log_every")
+                    "batch_size", "max_length", "eval_num_beams", "log_every", "workers")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ParameterError(f"parameter {name!r} must be >= 1, got {getattr(self, name)}")
@@ -85,9 +86,10 @@ class PredictParams:
     max_new_tokens: int = 512
     batch_size: int = 32
     max_items: int = 0
+    workers: int = 1
 
     def check(self) -> None:
-        for name in ("num_beams", "max_new_tokens", "batch_size"):
+        for name in ("num_beams", "max_new_tokens", "batch_size", "workers"):
             if getattr(self, name) < 1:
                 raise ParameterError(f"parameter {name!r} must be >= 1, got {getattr(self, name)}")
         if self.max_items < 0:
@@ -112,6 +114,15 @@ def load_set(sets_dir: Path | str, name: str, required: tuple[str, ...] = REQUIR
             raise ValueError(f"{path}: item {number} (id {item.get('id', '?')!r}) lacks field(s) "
                              f"{', '.join(absent)} (required: {', '.join(required)})")
     return items
+
+
+def set_cpu_threads(workers: int) -> None:
+    """Torch's CPU threads. Measured on a shared 2-core machine: 2 threads ran a training step 10x
+    slower than 1 (OpenMP threads spin against other processes), so the default is 1. ``workers``
+    is not part of the run key: the outputs do not depend on it."""
+    import torch
+
+    torch.set_num_threads(workers)
 
 
 def _allow_download() -> bool:
@@ -313,6 +324,8 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
 
     import torch
     from datasets import Dataset
+
+    set_cpu_threads(params.workers)
     from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
                               Seq2SeqTrainingArguments, T5ForConditionalGeneration)
     from transformers.trainer_utils import get_last_checkpoint
@@ -462,6 +475,7 @@ def predict(run: config.Run, log_every_batches: int = 10) -> "pd.DataFrame":
     sets_dir = Path(run.upstream["sets"])
     model_run = Path(run.upstream["model"])
     test_sets = {name: load_set(sets_dir, name) for name in TEST_SETS}
+    set_cpu_threads(params.workers)
     model, tokenizer = load_model(model_run)
     label = json.loads((model_run / "summary.json").read_text())["model"]
     records: list[dict] = []
