@@ -219,3 +219,11 @@ def test_bad_parameters_and_cli_errors(sets_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DERIVLIB_DATA", str(tmp_path))
     assert main(["train", "--sets", str(tmp_path / "nothing")]) == 2
     assert "not a complete run directory" in capsys.readouterr().err
+
+
+def test_released_references_are_well_formed(flan_results):
+    items = json.loads(Path(flan_results).read_text())
+    for key in ("derivation", "VR derivation", "EE derivation", "AG derivation"):
+        assert all(t5.is_well_formed(item[key]) for item in items), key
+    # the authors' model outputs, split by their tokenizer ("\ frac { d }"), are not printer output
+    assert not all(t5.is_well_formed(item["static_flan-t5-large"]) for item in items)

@@ -262,7 +262,7 @@ def _progress_callback(run: config.Run):
                 rate = (state.num_input_tokens_seen - self.last_tokens) / max(now - self.last_time, 1e-9)
                 self.last_time, self.last_tokens = now, state.num_input_tokens_seen
                 run.log(f"step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): "
-                        f"loss {logs['loss']:.4f}, {rate:,.0f} tok/s")
+                        f"loss {logs['loss']:.4f}, {rate:,.0f} input tok/s")
             if "eval_loss" in logs:
                 run.log(f"step {state.global_step} (epoch {state.epoch:.2f}): dev loss "
                         f"{logs['eval_loss']:.4f}, dev ROUGE-2 {100 * logs.get('eval_rouge2', float('nan')):.2f}")
@@ -515,14 +515,15 @@ def _top_level_equals(equation: str) -> int | None:
 
 def is_well_formed(text: str) -> bool:
     """Whether ``text`` could be the LaTeX printer's output: " and "-separated equations, each with
-    balanced brackets and exactly one top-level ``=``.
-
-    A structural check, not a parse into SymPy (derivlib.latex does that): fast enough to run on
-    every output, and what it rejects (truncated output, runaway brackets, stray ``=``) is what an
-    undertrained model produces.
+    balanced brackets and exactly one top-level ``=``, and each parsed into a SymPy equation by
+    :mod:`derivlib.latex` (which forgives some noise, hence the structural check first).
     """
+    from .. import latex
+
     equations = text.split(JOIN)
-    return bool(text.strip()) and all(eq.strip() == eq and eq and _top_level_equals(eq) == 1 for eq in equations)
+    if not text.strip() or not all(eq.strip() == eq and eq and _top_level_equals(eq) == 1 for eq in equations):
+        return False
+    return all(latex.parse_equation(eq).ok for eq in equations)
 
 
 def summary_table(predictions) -> "pd.DataFrame":
