@@ -50,8 +50,13 @@ from .rules import TooExpensive
 from .symbols import SYMBOLS
 
 STAGE = "generate"
-#: Derivations per chunk file of a resumable run; fixed so chunk files stay valid across runs.
-CHUNK_SIZE = 250
+#: Indices per chunk (a unit of parallel work and of resumption): n/16, clamped to this range.
+#: Outcomes are per index, so the chunk size never changes what is generated.
+MIN_CHUNK, MAX_CHUNK = 8, 250
+
+
+def chunk_size_for(n: int) -> int:
+    return max(MIN_CHUNK, min(MAX_CHUNK, -(-n // 16)))
 
 
 # ----------------------------------------------------------------------------------- parameters
@@ -297,6 +302,7 @@ def _check(state: _State, eq, annotation, config: GeneratorConfig) -> None:
         raise Rejected("latex_too_long")
 
 
+
 def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
     name = _draw_operator(state, rng, config)
     try:
@@ -308,7 +314,14 @@ def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
     except Exception as err:  # SymPy raising on an odd candidate: count it, as the authors dropped it
         raise Rejected(f"sympy_error:{type(err).__name__}") from None
     _check(state, eq, annotation, config)
-    return eq, annotation
+    # What is stored is the srepr, and reading it back re-evaluates every node (``subs`` can
+    # leave non-canonical products such as Mul(-1, 2, x), and rules.equation skipped SymPy's
+    # decision of Eq). A survivor is therefore replaced by its read-back form, which must pass
+    # the filters too: no stored equation reads back as True, False or a different equation.
+    canonical = from_srepr(to_srepr(eq))
+    if canonical != eq:
+        _check(state, canonical, annotation, config)
+    return canonical, annotation
 
 
 def extract_longest_chain(annotations: Sequence) -> list[int]:
@@ -454,11 +467,11 @@ def _check_workers(workers: int) -> None:
 
 
 def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = None,
-                  chunk_dir: Path | str | None = None, chunk_size: int = CHUNK_SIZE) -> Iterator[dict]:
+                  chunk_dir: Path | str | None = None, chunk_size: int = MAX_CHUNK) -> Iterator[dict]:
     """Per-index outcomes in index order, computed ``workers`` chunks at a time.
 
-    With ``chunk_dir``, each finished chunk is saved atomically as ``chunk-<start>.jsonl`` and
-    reused when present, so an interrupted run resumes where it stopped.
+    With ``chunk_dir``, each finished chunk is saved atomically as ``chunk-<start>-<stop>.jsonl``
+    and reused when present, so an interrupted run resumes where it stopped.
     """
     from joblib import Parallel, delayed
 
@@ -468,7 +481,7 @@ def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = 
     if chunk_dir is not None:
         chunk_dir = Path(chunk_dir)
         chunk_dir.mkdir(parents=True, exist_ok=True)
-        chunk_path = lambda start: chunk_dir / f"chunk-{start:09d}.jsonl"  # noqa: E731
+        chunk_path = lambda start: chunk_dir / f"chunk-{start:09d}-{start + chunk_size:09d}.jsonl"  # noqa: E731
     parallel = Parallel(n_jobs=workers) if workers > 1 else None
     start = 0
     while True:
@@ -502,7 +515,7 @@ def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | 
     config.check()
     records: list[dict] = []
     rejections: Counter = Counter()
-    for outcome in iter_outcomes(seed, workers, config, chunk_dir):
+    for outcome in iter_outcomes(seed, workers, config, chunk_dir, chunk_size_for(n)):
         rejections.update(outcome["rejections"])
         if outcome["record"] is not None:
             records.append(outcome["record"])
