@@ -548,3 +548,133 @@ def read_derivations(path: Path | str) -> list[dict]:
         from . import paper
         return [{"id": f"paper-{k:03d}", **item} for k, item in enumerate(paper.load_items(path))]
     return cfg.read_jsonl(path)
+
+
+# ----------------------------------------------------------------------------------- stage
+
+@dataclass(frozen=True)
+class GenerateParams:
+    """Parameters of notebook ``01_generate`` (stage ``generate``)."""
+
+    n_derivations: int = 2000
+    seed: int = 0
+    workers: int = 1
+    arity_weights: dict = field(default_factory=_default_arity_weights)
+    operator_weights: dict = field(default_factory=_default_operator_weights)
+    recency: int = 10
+    profile: str = "smoke"
+
+    def check(self) -> None:
+        if isinstance(self.n_derivations, bool) or self.n_derivations <= 0:
+            raise cfg.ParameterError(f"parameter 'n_derivations' must be a positive integer, got {self.n_derivations!r}")
+        _check_workers(self.workers)
+        self.generator_config().check()
+
+    def generator_config(self) -> GeneratorConfig:
+        return GeneratorConfig(arity_weights={str(k): v for k, v in self.arity_weights.items()},
+                               operator_weights=dict(self.operator_weights), recency=self.recency)
+
+
+def open_run(namespace: dict) -> cfg.Run:
+    """Validate a notebook's parameters and open (or reopen) its run directory."""
+    params = cfg.from_namespace(GenerateParams, namespace)
+    return cfg.start_run(STAGE, params)
+
+
+def run_stage(run: cfg.Run) -> tuple[list[dict], dict]:
+    """Generate into ``run`` (resuming from finished chunks), or load a complete run.
+
+    Writes ``derivations.jsonl`` and ``rejections.json``, then marks the run complete. Returns
+    (records, rejection counts).
+    """
+    out = run.path("derivations.jsonl")
+    if run.complete:
+        return cfg.read_jsonl(out), json.loads(run.path("rejections.json").read_text())
+    params = run.params
+    last = [0]
+
+    def progress(done, n):
+        if done == n or done - last[0] >= max(1, n // 10):
+            last[0] = done
+            run.log(f"{done}/{n} derivations")
+
+    records, rejections = generate(params.n_derivations, params.seed, params.workers,
+                                   params.generator_config(), chunk_dir=run.path("chunks"),
+                                   progress=progress)
+    cfg.write_jsonl(out, records)
+    cfg.atomic_write_json(run.path("rejections.json"), rejections)
+    run.finish(derivations=len(records), rejections=rejections)
+    return records, rejections
+
+
+# ----------------------------------------------------------------------------------- statistics
+
+def operator_counts(records: Sequence[dict], key: str = "srepr_derivation") -> Counter:
+    """How often each annotation (operator or premise kind) occurs."""
+    counts: Counter = Counter()
+    for record in records:
+        for annotation, _ in record[key]:
+            counts[annotation if isinstance(annotation, str) else annotation[0]] += 1
+    return counts
+
+
+def dataset_table(records: Sequence[dict], source: str, key: str = "srepr_derivation",
+                  text_key: str = "derivation"):
+    """One row per derivation: source, equations, total LaTeX length, mean equation length."""
+    import pandas as pd
+
+    from .derivation import split_equations
+    rows = []
+    for record in records:
+        equations = split_equations(record[text_key])
+        rows.append({"source": source, "equations": len(record[key]),
+                     "latex_length": sum(len(e) for e in equations),
+                     "equation_latex_length": sum(len(e) for e in equations) / max(len(equations), 1)})
+    return pd.DataFrame(rows)
+
+
+def operator_table(records: Sequence[dict], source: str, key: str = "srepr_derivation"):
+    """Realised operator frequencies (share of all steps) of one source."""
+    import pandas as pd
+    counts = operator_counts(records, key)
+    total = sum(counts.values()) or 1
+    return pd.DataFrame([{"source": source, "operator": name, "count": c, "share": c / total}
+                         for name, c in sorted(counts.items())])
+
+
+def released_test_records() -> list[dict]:
+    """The authors' 100 released static test derivations, or [] when not available."""
+    from . import paper
+    files = paper.results_files()
+    if not files:
+        return []
+    path = files.get("flan-t5-large", next(iter(files.values())))
+    return [{"id": f"paper-{k:03d}", **item} for k, item in enumerate(paper.load_items(path))]
+
+
+def released_failures() -> "object":
+    """The verifier's failing steps in the released derivations (all five sets), as a table."""
+    import pandas as pd
+
+    from . import paper, verify
+    files = paper.results_files()
+    if not files:
+        return pd.DataFrame(columns=["id", "field", "step", "annotation", "reason"])
+    path = files.get("flan-t5-large", next(iter(files.values())))
+    report = verify.verify_file(path)
+    table = pd.DataFrame(report.failure_table(), columns=["id", "field", "step", "annotation", "reason"])
+    table.attrs["summary"] = report.summary().splitlines()[0]
+    return table
+
+
+def comparison_tables(records: Sequence[dict]):
+    """(per-derivation table, operator table) for ours and, when available, the released test
+    derivations (``DERIVLIB_PAPER_RESULTS``)."""
+    import pandas as pd
+    sources = [("ours", records)]
+    released = released_test_records()
+    if released:
+        sources.append(("released test set", released))
+    derivations = pd.concat([dataset_table(r, s) for s, r in sources], ignore_index=True)
+    operators = pd.concat([operator_table(r, s) for s, r in sources], ignore_index=True)
+    return derivations, operators

@@ -96,3 +96,61 @@ def model_vs_baseline(table):
     ax.legend(title="model", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------- 01_generate
+
+def operator_frequencies(operator_table):
+    """Share of steps per operator, one bar colour per source (ours vs released)."""
+    order = (operator_table.groupby("operator")["share"].max().sort_values(ascending=False).index)
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    sns.barplot(data=operator_table, x="operator", y="share", hue="source", order=order, ax=ax)
+    ax.set_xlabel("operator (annotation)")
+    ax.set_ylabel("share of all steps")
+    ax.set_title("Realised operator frequencies")
+    ax.tick_params(axis="x", rotation=60)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    fig.tight_layout()
+    return fig
+
+
+def equations_per_derivation(dataset_table):
+    """Distribution of equations per derivation, normalised per source."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lo, hi = int(dataset_table["equations"].min()), int(dataset_table["equations"].max())
+    sns.histplot(data=dataset_table, x="equations", hue="source", stat="probability",
+                 common_norm=False, discrete=True, multiple="dodge", shrink=0.8, ax=ax)
+    ax.set_xticks(range(lo, hi + 1))
+    ax.set_xlabel("equations per derivation")
+    ax.set_ylabel("share of derivations")
+    ax.set_title("Derivation length")
+    fig.tight_layout()
+    return fig
+
+
+def latex_length(dataset_table):
+    """Distribution of the mean LaTeX length of an equation, per source."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.histplot(data=dataset_table, x="equation_latex_length", hue="source", stat="probability",
+                 common_norm=False, element="step", bins=30, ax=ax)
+    ax.set_xlabel("mean LaTeX length of an equation (characters)")
+    ax.set_ylabel("share of derivations")
+    ax.set_title("Equation LaTeX length")
+    fig.tight_layout()
+    return fig
+
+
+def rejections_by_reason(rejections: dict, n_derivations: int):
+    """Rejected proposals per reason, per generated derivation (log scale)."""
+    import pandas as pd
+    table = pd.DataFrame(sorted(rejections.items(), key=lambda kv: -kv[1]), columns=["reason", "count"])
+    table["per derivation"] = table["count"] / max(n_derivations, 1)
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(table) + 1.2))
+    sns.barplot(data=table, y="reason", x="per derivation", color="C0", ax=ax)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"rejected proposals per accepted derivation (n = {n_derivations}, log scale)")
+    ax.set_ylabel("")
+    ax.set_title("Rejected proposals by reason")
+    fig.tight_layout()
+    return fig
