@@ -94,7 +94,7 @@ def main() -> None:
     seconds = best_cpu_seconds(pairs)
     print(f"{len(pairs)} pairs ({source}, mean reference {mean_chars:.0f} characters, "
           f"{distinct} distinct strings), best of {REPEATS}: {seconds:.3f} s of CPU time")
-    print(f"{source} pairs, each distinct string tokenized once (cache hits): "
+    print(f"{source.split(',')[0]} pairs, each distinct string tokenized once (cache hits): "
           f"{len(pairs) / seconds:.0f} pairs/s")
     unseen_seconds = best_cpu_seconds(unseen)
     print(f"{len(unseen)} unseen pairs (letters renamed per pair, {unseen_distinct} distinct strings, "
