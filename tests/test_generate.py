@@ -1,0 +1,205 @@
+"""The generator: schema, determinism across workers, filters, bad input."""
+import json
+import random
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import sympy as sp
+
+from derivlib import config as cfg
+from derivlib import generate as gen
+from derivlib import rules
+from derivlib.derivation import from_srepr, normalise_annotation
+from derivlib.verify import verify_record, verify_steps
+
+N = 12
+
+
+@pytest.fixture(scope="module")
+def records():
+    out, rejections = gen.generate(N, seed=0, workers=1)
+    return out, rejections
+
+
+def test_records_follow_the_shared_format(records):
+    out, _ = records
+    assert len(out) == N
+    for record in out:
+        assert set(record) >= {"id", "seed", "index", "srepr_derivation", "equations", "derivation"}
+        assert record["id"] == f"g0-{record['index']}"
+        steps = record["srepr_derivation"]
+        assert steps[0][0] in ("premise", "get_premise", "renaming_premise")  # extraction may drop the first
+        assert record["derivation"] == " and ".join(record["equations"])
+        assert len(record["equations"]) == len(steps)
+        for annotation, srepr in steps:
+            assert isinstance(from_srepr(srepr), sp.Equality)
+            normalise_annotation(annotation)
+            if isinstance(annotation, list):
+                assert isinstance(annotation[1], int)
+                assert 1 <= annotation[1] <= len(steps)
+
+
+def test_lengths_respect_the_target_distribution(records):
+    out, _ = records
+    # L is in [4, 9]; one step can merge two chains, so a derivation may end a little above L
+    assert all(4 <= len(r["srepr_derivation"]) <= 12 for r in out)
+
+
+def test_every_generated_step_verifies(records):
+    out, _ = records
+    for record in out:
+        failures = [r for r in verify_record(record) if not r.ok]
+        assert not failures, (record["id"], failures)
+
+
+def test_same_seed_same_records_and_other_seed_differs(records):
+    out, rejections = records
+    again, rejections_again = gen.generate(N, seed=0, workers=1)
+    assert again == out and rejections_again == rejections
+    other, _ = gen.generate(3, seed=1, workers=1)
+    assert other[0]["srepr_derivation"] != out[0]["srepr_derivation"]
+
+
+def test_one_and_two_workers_write_identical_files(tmp_path):
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    gen.write_derivations(one, 10, seed=0, workers=1)
+    # a separate interpreter with another hash seed: nothing may depend on set ordering
+    code = ("import sys; from derivlib import generate as g; "
+            "g.write_derivations(sys.argv[1], 10, seed=0, workers=2)")
+    subprocess.run([sys.executable, "-c", code, str(two)], check=True,
+                   env={**__import__("os").environ, "PYTHONHASHSEED": "123"})
+    assert one.read_bytes() == two.read_bytes()
+
+
+def test_rejections_are_counted_by_reason(records):
+    _, rejections = records
+    assert rejections, "a dozen derivations always reject some proposals"
+    assert "already_present" in rejections
+    assert all(isinstance(v, int) and v > 0 for v in rejections.values())
+
+
+def test_recency_weights_are_cubic():
+    assert gen._recency_weights(11, 10)[::-1] == [730, 513, 344, 217, 126, 65, 28, 9, 2, 1, 1]
+
+
+def test_longest_chain_extraction_and_renumbering():
+    x = sp.Symbol("x")
+    eqs = [sp.Eq(sp.Function("f")(x), x), sp.Eq(sp.Function("g")(x), x ** 2),
+           sp.Eq(sp.Function("g")(x) + 1, x ** 2 + 1), sp.Eq(sp.Function("f")(x) * 2, 2 * x)]
+    state = gen._State(eqs[:1], ["premise"])
+    state.append(eqs[1], "get_premise")
+    state.append(eqs[2], ["add", 2, sp.Integer(1)])
+    state.append(eqs[3], ["times", 1, sp.Integer(2)])
+    assert gen.extract_longest_chain(state.annotations) == [1, 2]
+    chain = gen._extract(state)
+    assert [a for _, a in chain] == ["get_premise", ["add", 1, sp.Integer(1)]]
+
+
+def test_target_length_is_in_range():
+    rng = random.Random(0)
+    lengths = Counter(gen._draw_length(rng, gen.DEFAULT_CONFIG) for _ in range(2000))
+    assert set(lengths) == set(range(4, 10))
+    assert lengths[7] > lengths[4] and lengths[7] > lengths[9]
+
+
+def test_next_step_extends_a_prefix_under_the_filters(records):
+    out, _ = records
+    steps = out[0]["srepr_derivation"]
+    prefix = steps[:-1]
+    proposals = set()
+    for k in range(5):
+        step = gen.next_step(prefix, random.Random(k))
+        assert step is not None
+        result = verify_steps(prefix + [step])
+        assert all(r.ok for r in result), result[-1]
+        assert from_srepr(step[1]) not in {from_srepr(s) for _, s in prefix}
+        proposals.add(step[1])
+    assert len(proposals) > 1
+
+
+def test_next_step_returns_none_when_every_proposal_fails():
+    x = sp.Symbol("x")
+    steps = [["premise", sp.srepr(sp.Eq(sp.Function("f")(x), x))]]
+    config = gen.make_config(arity_weights={"1": 1}, operator_weights={"evaluate_derivatives": 1})
+    assert gen.next_step(steps, random.Random(0), config) is None
+
+
+def test_operators_act_on_both_sides():
+    x, y = sp.symbols("x y")
+    eq = sp.Eq(sp.Function("f")(x), x)
+    assert rules.add(eq, y) == sp.Eq(sp.Function("f")(x) + y, x + y)
+    assert rules.power(eq, 2) == sp.Eq(sp.Function("f")(x) ** 2, x ** 2)
+    assert rules.differentiate(eq, x).lhs == sp.Derivative(sp.Function("f")(x), x)
+    assert rules.evaluate_derivatives(rules.differentiate(eq, x)).rhs == 1
+    assert rules.substitute_RHS_for_LHS(sp.Eq(y, x + 1), eq) == sp.Eq(y, sp.Function("f")(x) + 1)
+    assert len(rules.OPERATORS) == 18
+
+
+def test_evaluate_integrals_adds_an_unused_constant():
+    x = sp.Symbol("x")
+    eq = sp.Eq(sp.Integral(sp.Function("f")(x), x), sp.Integral(x, x))
+    result = rules.evaluate_integrals(eq, {x}, random.Random(0))
+    constant = (result.rhs - x ** 2 / 2)
+    assert constant.is_Symbol and constant != x
+
+
+@pytest.mark.parametrize("bad, name", [
+    ({"operator_weights": {"frobnicate": 1}}, "operator_weights"),
+    ({"arity_weights": {"0": 0, "1": 0, "2": 0}}, "arity_weights"),
+    ({"operator_weights": {"cos": 0}}, "operator_weights"),
+    ({"arity_weights": {"3": 1}}, "arity_weights"),
+])
+def test_bad_configuration_names_the_parameter(bad, name):
+    with pytest.raises(cfg.ParameterError, match=name):
+        gen.make_config(**bad)
+
+
+@pytest.mark.parametrize("n", [0, -3])
+def test_bad_n_is_refused_and_nothing_written(tmp_path, n):
+    out = tmp_path / "d.jsonl"
+    with pytest.raises(cfg.ParameterError, match="'n'"):
+        gen.write_derivations(out, n)
+    assert not out.exists()
+
+
+def test_unwritable_output_is_refused_before_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(cfg.ParameterError, match="'out'"):
+        gen.write_derivations(blocker / "d.jsonl", 3)
+    assert blocker.read_text() == "x"
+
+
+def test_cli_errors_name_the_parameter(tmp_path):
+    out = tmp_path / "d.jsonl"
+    for args, word in ((["--n", "0"], "'n'"), (["--n", "2", "--operator-weights", '{"nope": 1}'], "operator_weights"),
+                       (["--n", "2", "--arity-weights", '{"0": 0, "1": 0, "2": 0}'], "arity_weights")):
+        done = subprocess.run([sys.executable, "-m", "derivlib", "generate", *args, "--out", str(out)],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and word in done.stderr
+        assert not out.exists()
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    chunks = tmp_path / "chunks"
+    full, counts = gen.generate(16, seed=3, workers=1, chunk_dir=chunks)
+    files = sorted(chunks.iterdir())
+    assert files
+    files[-1].unlink()  # as if killed before the last chunk was saved
+    resumed, counts_again = gen.generate(16, seed=3, workers=1, chunk_dir=chunks)
+    assert resumed == full and counts_again == counts
+
+
+def test_notebook_stage_resumes_and_loads(isolated_data):
+    namespace = {"n_derivations": 9, "seed": 0, "workers": 1, "profile": "tiny"}
+    run = gen.open_run(namespace)
+    records, rejections = gen.run_stage(run)
+    assert run.complete and len(records) == 9
+    meta = json.loads(run.path("meta.json").read_text())
+    assert meta["counts"]["rejections"] == rejections
+    again = gen.open_run(namespace)
+    assert again.dir == run.dir and gen.run_stage(again)[0] == records
+    with pytest.raises(cfg.ParameterError, match="n_derivatons"):
+        gen.open_run({**namespace, "n_derivatons": 3})
