@@ -32,6 +32,7 @@ Parallelism uses joblib. To run on a cluster, switch its backend without touchin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import random
 import string
@@ -44,8 +45,8 @@ import sympy as sp
 
 from . import config as cfg
 from . import rules
-from .derivation import (AuthorsLatexPrinter, from_srepr, is_premise, normalise_annotation,
-                         steps_to_record, to_srepr)
+from .derivation import (JOIN, AuthorsLatexPrinter, clean_latex, from_srepr, is_premise,
+                         normalise_annotation, to_srepr)
 from .rules import TooExpensive
 from .symbols import SYMBOLS
 
@@ -138,9 +139,22 @@ def make_config(**values) -> GeneratorConfig:
 _RAW_PRINTER = AuthorsLatexPrinter()
 
 
+@functools.lru_cache(maxsize=8192)
 def raw_latex(expr: sp.Basic) -> str:
     """Uncleaned LaTeX (with ``\\left``/``\\right``), what the authors' 350-character filter measured."""
     return _RAW_PRINTER.doprint(expr)
+
+
+# srepr is evaluated as SymPy documents (``eval(srepr(e)) == e``), like derivation.from_srepr,
+# except that ``Equality`` is decided by rules.equation: the same answer on every read-back seen
+# (the verifier re-reads every stored step with SymPy's full decision), at a tenth of the cost.
+_READ_BACK_NAMESPACE = {k: getattr(sp, k) for k in dir(sp) if not k.startswith("_")}
+_READ_BACK_NAMESPACE["Equality"] = lambda lhs, rhs: rules.equation(lhs, rhs)
+_READ_BACK_NAMESPACE["__builtins__"] = {}
+
+
+def _read_back(text: str) -> sp.Basic:
+    return eval(text, _READ_BACK_NAMESPACE)  # noqa: S307 -- our own srepr output
 
 
 class _State:
@@ -178,20 +192,32 @@ class _State:
             out |= eq.free_symbols
         return out
 
+    def _substitution_cached(self, name: str, i: int, j: int):
+        key = (name, i, j)
+        if key not in self._substitutions:
+            self._substitutions[key] = _substitution_result(name, self.equations[i], self.equations[j])
+        return self._substitutions[key]
+
     def valid_substitutions(self, name: str) -> list[tuple[int, int]]:
         """Pairs (i, j), 0-based: a side of equation j occurs in i, and replacing it leaves a
         different equation; sides equal to 0 or 1 are never replaced (authors' rule)."""
-        out = []
-        for i, target in enumerate(self.equations):
-            for j, source in enumerate(self.equations):
-                if i == j:
-                    continue
-                key = (name, i, j)
-                if key not in self._substitutions:
-                    self._substitutions[key] = _substitution_result(name, target, source)
-                if self._substitutions[key] is not None:
-                    out.append((i, j))
-        return out
+        n = len(self.equations)
+        return [(i, j) for i in range(n) for j in range(n)
+                if i != j and self._substitution_cached(name, i, j) is not None]
+
+    def random_substitution(self, name: str, rng: random.Random) -> tuple[int, int] | None:
+        """A pair drawn uniformly from :meth:`valid_substitutions`, or None if there is none.
+
+        The first valid pair of a random permutation is uniform over the valid pairs, and only
+        the pairs before it are ever tried: most of the n^2 substitutions are never computed.
+        """
+        n = len(self.equations)
+        pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+        rng.shuffle(pairs)
+        for i, j in pairs:
+            if self._substitution_cached(name, i, j) is not None:
+                return i, j
+        return None
 
     def substitution(self, name: str, i: int, j: int):
         return self._substitutions[(name, i, j)]
@@ -259,10 +285,10 @@ def _apply(state: _State, name: str, rng: random.Random, config: GeneratorConfig
             raise Rejected("renaming_failed")
         return eq, "renaming_premise"
     if name.startswith("substitute"):
-        pairs = state.valid_substitutions(name)
-        if not pairs:
+        pair = state.random_substitution(name, rng)
+        if pair is None:
             raise Rejected("no_valid_substitution")
-        i, j = rng.choice(pairs)
+        i, j = pair
         return state.substitution(name, i, j), [name, i + 1, j + 1]
     k = _pick_equation(state, rng, config)
     eq = state.equations[k]
@@ -318,7 +344,9 @@ def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
     # leave non-canonical products such as Mul(-1, 2, x), and rules.equation skipped SymPy's
     # decision of Eq). A survivor is therefore replaced by its read-back form, which must pass
     # the filters too: no stored equation reads back as True, False or a different equation.
-    canonical = from_srepr(to_srepr(eq))
+    canonical = _read_back(to_srepr(eq))
+    if not isinstance(canonical, sp.Equality):
+        raise Rejected("not_equation")
     if canonical != eq:
         _check(state, canonical, annotation, config)
     return canonical, annotation
@@ -420,7 +448,11 @@ def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
     if chain is None:
         return None
     steps = [[annotation_json(a), to_srepr(eq)] for eq, a in chain]
-    return steps_to_record(steps, id=f"g{seed}-{index}", seed=seed, index=index)
+    # derivation.steps_to_record's format, printed from the equations in hand (each is its
+    # srepr's read-back) instead of parsing the srepr strings again
+    equations = [clean_latex(raw_latex(eq)) for eq, _ in chain]
+    return {"id": f"g{seed}-{index}", "seed": seed, "index": index, "srepr_derivation": steps,
+            "equations": equations, "derivation": JOIN.join(equations)}
 
 
 def next_step(steps: Sequence[Sequence], rng: random.Random,
