@@ -141,7 +141,7 @@ def evaluate_derivatives(eq):
             raise TooExpensive("derivative_too_large")
     result = eq
     for d in derivatives:
-        result = result.subs(d, d.doit())
+        result = _substitute(result, d, d.doit())
     return result
 
 
@@ -185,7 +185,7 @@ def evaluate_integrals(eq, used_symbols: Sequence[sp.Symbol], rng: random.Random
         if value != integral:
             replacements.append((integral, value + rng.choice(constants)))
     for old, new in replacements:
-        eq = eq.subs(old, new)
+        eq = _substitute(eq, old, new)
     return eq
 
 
@@ -269,7 +269,7 @@ def get_premise(rng: random.Random, symbols: Sequence[sp.Symbol] = SYMBOLS) -> s
         else:
             rule = rng.choice(BINARY_PREMISE_RULES)
             rhs = _premise_binary(rule, rhs, rng.choice(symbols), rng)
-    return sp.Eq(sp.Function(lhs_name.name)(*sorted_symbols(rhs)), rhs)
+    return equation(sp.Function(lhs_name.name)(*sorted_symbols(rhs)), rhs)
 
 
 def renaming_premise(equations: Sequence[sp.Basic], rng: random.Random,
@@ -288,7 +288,7 @@ def renaming_premise(equations: Sequence[sp.Basic], rng: random.Random,
         name = rng.choice([s for s in symbols if s not in rhs.free_symbols]).name
         lhs = sp.Function(name)(*free)
         if not is_applied_undefined(rhs) and str(lhs) not in existing:
-            return sp.Eq(lhs, rhs)
+            return equation(lhs, rhs)
     return None
 
 
