@@ -42,17 +42,18 @@ class TrainParams:
     d_ff: int = 512
     num_layers: int = 2
     num_heads: int = 4
+    dropout: float = 0.1
     epochs: int = 8
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     optimizer: str = "adamw_torch"
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.05
     max_length: int = 512
     max_train_items: int = 0
     max_dev_items: int = 40
-    eval_num_beams: int = 2
-    eval_repetition_penalty: float = 2.5
+    eval_num_beams: int = 1
+    eval_repetition_penalty: float = 1.0
     checkpoint_every: int = 0
     length_grouping: bool = True
     log_every: int = 20
@@ -70,6 +71,8 @@ class TrainParams:
                 raise ParameterError(f"parameter {name!r} must be >= 0 (0 = all / per epoch)")
         if self.learning_rate <= 0:
             raise ParameterError(f"parameter 'learning_rate' must be > 0, got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:
+            raise ParameterError(f"parameter 'dropout' must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_ratio < 1:
             raise ParameterError(f"parameter 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.d_model % self.num_heads:
@@ -190,7 +193,7 @@ def build_model_and_tokenizer(params: TrainParams, texts: list[str]):
             vocab_size=len(tokenizer), d_model=params.d_model, d_ff=params.d_ff,
             d_kv=params.d_model // params.num_heads, num_layers=params.num_layers,
             num_decoder_layers=params.num_layers, num_heads=params.num_heads,
-            feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=0.1,
+            feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=params.dropout,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=tokenizer.pad_token_id)
         return T5ForConditionalGeneration(model_config), tokenizer, []
