@@ -96,12 +96,15 @@ def _check_premise(eq, annotation, earlier: Sequence) -> tuple[str | None, str]:
     return None, "premise"
 
 
-def _integral_candidates(integral: sp.Integral) -> list:
-    """Values an evaluated integral may have: the generator's fast methods, then full integrate."""
-    values = []
-    fast = rules._integrate_cached(integral)
-    if fast != integral:
-        values.append(fast)
+def _fast_value(integral: sp.Integral) -> list:
+    value = rules._integrate_cached(integral)
+    return [value] if value != integral else []
+
+
+def _full_values(integral: sp.Integral) -> list:
+    """The fast value and SymPy's full ``integrate`` (heurisch, Meijer-G, manual), which the
+    authors' SymPy 1.5.1 used; only tried when the fast value does not confirm the step."""
+    values = _fast_value(integral)
     try:
         full = integral.doit()
     except Exception:
@@ -116,7 +119,14 @@ def _verify_evaluate_integrals(stored, source) -> str | None:
         return _same(stored, source)
     integrals = [e for e in rules.equation_elements(source) if isinstance(e, sp.Integral)]
     constants = sorted(stored.free_symbols - source.free_symbols, key=lambda s: s.name)
-    options = [_integral_candidates(i) for i in integrals]
+    for values_of in (_fast_value, _full_values):
+        method = _match_evaluations(stored, source, integrals, [values_of(i) for i in integrals], constants)
+        if method:
+            return method
+    return None
+
+
+def _match_evaluations(stored, source, integrals, options, constants) -> str | None:
     evaluable = [k for k, vals in enumerate(options) if vals]
     # Choose which integrals were evaluated (usually all evaluable ones), their values and the
     # constant added to each; constants may repeat (the authors drew them independently).
