@@ -241,9 +241,21 @@ def _replace_applications(expr: sp.Basic, mapping: dict) -> sp.Basic:
         raise Undecided(f"substitution failed ({err})") from None
 
 
+def _integration_cost(expr: sp.Basic) -> int:
+    """Operations, counting x**n as |n| multiplications: manualintegrate's work grows with the
+    power too (sin(x)**82 takes minutes although it is one operation)."""
+    cost = 0
+    for node in sp.preorder_traversal(expr):
+        if node.is_Pow and node.exp.is_Integer:
+            cost += abs(int(node.exp))
+        elif not node.is_Atom:
+            cost += 1
+    return cost
+
+
 @functools.lru_cache(maxsize=8192)
 def _antiderivative(integrand: sp.Basic, variable: sp.Symbol):
-    if sp.count_ops(integrand) > MAX_INTEGRAND_OPS:
+    if _integration_cost(integrand) > MAX_INTEGRAND_OPS:
         return None
     from sympy.integrals.manualintegrate import manualintegrate
     try:
