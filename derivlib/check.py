@@ -50,7 +50,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from . import latex
+from . import latex, paper
 from .derivation import Derivation, is_premise, normalise_annotation, split_equations
 
 LABELS = ("unparseable", "reference", "valid", "incorrect", "redundant", "irrelevant")
@@ -569,3 +569,103 @@ def format_table(table) -> str:
     shown["goal %"] = (100 * shown["goal_reached"] / shown["derivations"].clip(lower=1)).round(1)
     columns = ["model", "set", "derivations", "equations", *(f"{label} %" for label in LABELS), "goal %"]
     return shown[columns].to_string(index=False)
+
+
+# ----------------------------------------------------------------------------------- stage 07
+
+@dataclass(frozen=True)
+class ErrorAnalysisParams:
+    """Parameters of notebook 07_error_analysis (stage ``errors``)."""
+
+    predictions: list = field(default_factory=lambda: ["predict_t5/smoke", "prompt_llm/smoke"])
+    include_paper_results: bool = True
+    seed: int = 0
+    profile: str = "smoke"
+
+    def check(self) -> None:
+        from .config import ParameterError
+        if not isinstance(self.predictions, (list, tuple)) or not all(isinstance(p, str) for p in self.predictions):
+            raise ParameterError("parameter 'predictions' must be a list of run directories (strings)")
+        if not self.predictions and not self.include_paper_results:
+            raise ParameterError("parameters 'predictions' and 'include_paper_results': nothing to check")
+
+
+def open_run(namespace: dict):
+    """Validate the notebook's parameters and open the ``errors`` run directory; every run
+    directory named in ``predictions`` must be complete (else an error naming it)."""
+    from . import config
+    params = config.from_namespace(ErrorAnalysisParams, namespace)
+    upstream = {f"predictions[{i}]": config.resolve_run_dir(p, f"predictions[{i}]")
+                for i, p in enumerate(params.predictions)}
+    for name, path in upstream.items():
+        if not (path / "predictions.jsonl").exists():
+            raise config.ParameterError(f"parameter {name!r}: {path} has no predictions.jsonl")
+    paper_files = paper.results_files() if params.include_paper_results else {}
+    run = config.start_run("errors", params, upstream=upstream)
+    run.paper_files = paper_files  # type: ignore[attr-defined]
+    if params.include_paper_results and not paper_files:
+        print(f"released GPT-4 / FLAN-T5-large outputs skipped: {paper.DOWNLOAD_HINT}")
+    return run
+
+
+def analyse(run) -> dict:
+    """Check every prediction record of the run's inputs; writes ``checks.jsonl`` and
+    ``summary.csv`` (loaded instead when the run is complete). Returns tables for the notebook."""
+    import pandas as pd
+    from .config import read_jsonl, write_jsonl
+    from . import metrics
+
+    if run.complete:
+        rows = read_jsonl(run.path("checks.jsonl"))
+    else:
+        records = []
+        for path in run.upstream.values():
+            records.extend(paper.load_predictions(path))
+        for path in getattr(run, "paper_files", {}).values():
+            records.extend(paper.to_predictions(path))
+        checks = []
+        for number, record in enumerate(records, 1):
+            checks.append(check_record(record, seed=run.params.seed))
+            if number % 200 == 0:
+                run.log(f"checked {number}/{len(records)} derivations")
+        scores = metrics.score_pairs([r["prediction"] for r in records], [r["reference"] for r in records])
+        rows = []
+        for index, (record, result) in enumerate(zip(records, checks)):
+            row = result.to_dict()
+            row.update({name: float(values[index]) for name, values in scores.items()})
+            rows.append(row)
+        write_jsonl(run.path("checks.jsonl"), rows)
+    derivations = [DerivationCheck(**{k: v for k, v in r.items() if k in DerivationCheck.__dataclass_fields__})
+                   for r in rows]
+    for item in derivations:
+        item.equations = [EquationCheck(**e) if isinstance(e, dict) else e for e in item.equations]
+    summary = summarize(derivations)
+    per_item = pd.DataFrame([{
+        "model": r["model"], "set": r["set"], "id": r["id"],
+        "share correct": sum(e["label"] in ("reference", "valid") for e in r["equations"]) / max(len(r["equations"]), 1),
+        "goal reached": r["goal_reached"],
+        **{m: r[m] for m in ("rouge", "bleu", "gleu") if m in r}} for r in rows])
+    if not run.complete:
+        summary.to_csv(run.path("summary.csv"), index=False)
+        run.finish(derivations=len(rows), equations=int(summary["equations"].sum()))
+    return {"summary": summary, "per_item": per_item, "checks": derivations}
+
+
+def examples(checks: Sequence[DerivationCheck]) -> dict[str, EquationCheck]:
+    """The first equation of each label (for display), in LABELS order."""
+    found: dict[str, EquationCheck] = {}
+    for derivation_check in checks:
+        for equation in derivation_check.equations:
+            found.setdefault(equation.label, equation)
+    return {label: found[label] for label in LABELS if label in found}
+
+
+def show_examples(checks: Sequence[DerivationCheck]):
+    """IPython Markdown: one example of each label, rendered as mathematics."""
+    from IPython.display import Markdown
+    lines = []
+    for label, equation in examples(checks).items():
+        shown = equation.latex or equation.text.replace("$", "")
+        body = f"$${shown}$$" if equation.latex else f"`{equation.text[:200]}`"
+        lines.append(f"**{label}** ({equation.reason or 'matches a reference equation'}):\n\n{body}\n")
+    return Markdown("\n".join(lines))
