@@ -154,3 +154,39 @@ def rejections_by_reason(rejections: dict, n_derivations: int):
     ax.set_title("Rejected proposals by reason")
     fig.tight_layout()
     return fig
+
+
+def error_distribution(summary):
+    """Share of generated equations per check label, per model and test set (stacked bars)."""
+    from .check import LABELS
+    table = summary.copy()
+    table["model / set"] = table["model"] + " / " + table["set"]
+    shares = table.set_index("model / set")[list(LABELS)].div(table.set_index("model / set")["equations"].clip(lower=1), axis=0) * 100
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(shares) + 1.8))
+    colours = {"reference": "#4c9f70", "valid": "#9bd09f", "irrelevant": "#f2c14e",
+               "redundant": "#f78154", "incorrect": "#d1495b", "unparseable": "#7a7a7a"}
+    order = ["reference", "valid", "irrelevant", "redundant", "incorrect", "unparseable"]
+    shares[order].iloc[::-1].plot.barh(stacked=True, ax=ax, color=[colours[k] for k in order], width=0.8)
+    ax.set_xlabel("share of generated equations (%)")
+    ax.set_ylabel("")
+    ax.set_xlim(0, 100)
+    ax.set_title("Symbolic check of generated equations")
+    ax.legend(ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(shares), 1)), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def metric_vs_validity(per_item, metric: str = "rouge"):
+    """Text metric against the share of symbolically correct equations, per derivation."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    sns.scatterplot(data=per_item, x=metric, y="share correct", hue="model", style="goal reached",
+                    alpha=0.6, ax=ax)
+    correlation = np.corrcoef(per_item[metric], per_item["share correct"])[0, 1] if len(per_item) > 2 else float("nan")
+    names = {"rouge": "ROUGE-2", "bleu": "BLEU", "gleu": "GLEU"}
+    ax.set_xlabel(f"{names.get(metric, metric)} of the derivation against its reference (fraction)")
+    ax.set_ylabel("share of equations correct (reference or valid)")
+    ax.set_title(f"Text metric vs symbolic validity (Pearson r = {correlation:.2f}, n = {len(per_item)})")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
