@@ -145,18 +145,6 @@ def raw_latex(expr: sp.Basic) -> str:
     return _RAW_PRINTER.doprint(expr)
 
 
-# srepr is evaluated as SymPy documents (``eval(srepr(e)) == e``), like derivation.from_srepr,
-# except that ``Equality`` is decided by rules.equation: the same answer on every read-back seen
-# (the verifier re-reads every stored step with SymPy's full decision), at a tenth of the cost.
-_READ_BACK_NAMESPACE = {k: getattr(sp, k) for k in dir(sp) if not k.startswith("_")}
-_READ_BACK_NAMESPACE["Equality"] = lambda lhs, rhs: rules.equation(lhs, rhs)
-_READ_BACK_NAMESPACE["__builtins__"] = {}
-
-
-def _read_back(text: str) -> sp.Basic:
-    return eval(text, _READ_BACK_NAMESPACE)  # noqa: S307 -- our own srepr output
-
-
 class _State:
     """A derivation under construction: equations, annotations (1-based, SymPy operands)."""
 
@@ -341,10 +329,11 @@ def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
         raise Rejected(f"sympy_error:{type(err).__name__}") from None
     _check(state, eq, annotation, config)
     # What is stored is the srepr, and reading it back re-evaluates every node (``subs`` can
-    # leave non-canonical products such as Mul(-1, 2, x), and rules.equation skipped SymPy's
-    # decision of Eq). A survivor is therefore replaced by its read-back form, which must pass
-    # the filters too: no stored equation reads back as True, False or a different equation.
-    canonical = _read_back(to_srepr(eq))
+    # leave non-canonical products such as Mul(-1, 2, x)) and lets SymPy decide the equation
+    # (rules.equation skipped that; e.g. Eq(exp(x), 2*exp(x)) is False). A survivor is
+    # therefore replaced by its read-back form, which must pass the filters too: no stored
+    # equation reads back as True, False or a different equation.
+    canonical = from_srepr(to_srepr(eq))
     if not isinstance(canonical, sp.Equality):
         raise Rejected("not_equation")
     if canonical != eq:

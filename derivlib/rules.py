@@ -79,12 +79,13 @@ def contains_nested_function(expr: sp.Basic) -> bool:
 
 
 def equation(lhs: sp.Basic, rhs: sp.Basic) -> sp.Basic:
-    """``sp.Eq(lhs, rhs)``, asking SymPy to decide it only when that can succeed.
+    """``sp.Eq(lhs, rhs)`` for a candidate, asking SymPy to decide it only when that is cheap.
 
-    ``Eq`` evaluates to True/False when the sides are identical or differ by a number; otherwise
-    it returns the unevaluated equation after a costly ``is_eq`` analysis (a third of generation
-    time in profiles). Symbols here carry no assumptions, so skipping that analysis in the
-    other cases gives the same object.
+    ``Eq`` evaluates to True/False when SymPy can prove the sides equal or different, after an
+    ``is_eq`` analysis that took a third of generation time in profiles. Most candidates fail a
+    cheaper filter, so here only identical sides and sides that differ by a number are decided;
+    the generator gives every surviving candidate SymPy's full decision (by reading its srepr
+    back) before accepting it.
     """
     if lhs == rhs:
         return sp.true
