@@ -417,6 +417,9 @@ class _Parser:
             if label in _FUNCTIONS:
                 return self.application(_FUNCTIONS[label], label)
             return self.undefined_application(label, required=False)
+        if name == "tilde" and self.peek(1) == "{" and self.peek(2) == "\\infty" and self.peek(3) == "}":
+            self.pos += 4
+            return sp.zoo  # SymPy prints complex infinity as \tilde{\infty}
         if name == "infty":
             self.pos += 1
             return sp.oo
@@ -640,22 +643,24 @@ class _Parser:
     def _operand(self, stop_at_differential: bool):
         """What ``\\frac{d}{d x}`` acts on: the rest of the product (SymPy prints a product operand
         without brackets, ``\\frac{\\partial}{\\partial x} x y``), up to the next differential
-        operator or integral, which start a new factor."""
+        operator or a factor holding one, which start a new factor (the printer leaves this
+        ambiguous; this reading is right most often on the released and generated data)."""
         self.enter()
         factors = [self.factor(stop_at_differential)]
         while not self._term_ends(stop_at_differential):
-            if self._at_operator():
+            if self._at_operator() or self.peek() in ("\\cdot", "\\times", "*"):
                 break
-            if self.peek() in ("\\cdot", "\\times", "*"):
+            saved = self.pos
+            factor = self.factor(stop_at_differential)
+            if factor.has(sp.Derivative):  # (d/dx g)^{2} after the operand: a new factor
+                self.pos = saved
                 break
-            factors.append(self.factor(stop_at_differential))
+            factors.append(factor)
         self.leave()
         return sp.Mul(*factors)
 
     def _at_operator(self) -> bool:
         value = self.peek()
-        if value in ("\\int", "\\iint", "\\iiint"):
-            return True
         if value in ("\\frac", "\\dfrac", "\\tfrac") and self.peek(1) == "{":
             inner = self.peek(2)
             return inner in ("d", "\\partial") and self.peek(3) in ("}", "^")
