@@ -625,6 +625,8 @@ def run_stage(run: cfg.Run) -> tuple[list[dict], dict]:
     cfg.write_jsonl(out, records)
     cfg.atomic_write_json(run.path("rejections.json"), rejections)
     run.finish(derivations=len(records), rejections=rejections)
+    import shutil
+    shutil.rmtree(run.path("chunks"), ignore_errors=True)  # the payload holds it all now
     return records, rejections
 
 
