@@ -13,8 +13,13 @@ Differences from the authors' code, each deliberate:
 - every draw comes from ``config.item_rng(seed, index)``, and free symbols are sorted before
   drawing, so the same seed gives the same file with any number of worker processes;
 - no wall-clock timeouts: expensive SymPy work is refused on structural budgets
-  (:mod:`derivlib.rules`), integrals are evaluated without the Risch and Meijer-G algorithms,
-  and every refused candidate is counted by reason;
+  (:mod:`derivlib.rules`), integrals are evaluated with SymPy's Risch and polynomial/table
+  methods only (not heurisch, Meijer-G or manual), and every refused candidate is counted by
+  reason;
+- a substitution pair is the first valid pair of a random permutation of all pairs (uniform
+  over the valid pairs, as the authors' choice among all valid pairs, without computing them
+  all);
+- each accepted equation is stored as its srepr's read-back (SymPy's canonical form);
 - an operator with no possible operand, or a SymPy error, is a rejected proposal (the authors'
   code discarded the whole derivation);
 - a repeated ``evaluate_integrals`` counts against the budget of 100 rejections (the authors'
