@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import sympy as sp
+from sympy.core.relational import is_eq
 
 from . import config as cfg
 from . import rules
@@ -144,9 +145,20 @@ def make_config(**values) -> GeneratorConfig:
 _RAW_PRINTER = AuthorsLatexPrinter()
 
 
-@functools.lru_cache(maxsize=8192)
 def raw_latex(expr: sp.Basic) -> str:
-    """Uncleaned LaTeX (with ``\\left``/``\\right``), what the authors' 350-character filter measured."""
+    """Uncleaned LaTeX (with ``\\left``/``\\right``), what the authors' 350-character filter measured.
+
+    SymPy prints an equation as ``"<lhs> = <rhs>"`` with each side printed on its own, so the
+    sides are printed (and cached) separately: most candidates share a side with an equation
+    printed before (a substitution rewrites one side, a rejected proposal is often retried).
+    """
+    if isinstance(expr, sp.Equality):
+        return f"{_raw_latex_cached(expr.lhs)} = {_raw_latex_cached(expr.rhs)}"
+    return _raw_latex_cached(expr)
+
+
+@functools.lru_cache(maxsize=16384)
+def _raw_latex_cached(expr: sp.Basic) -> str:
     return _RAW_PRINTER.doprint(expr)
 
 
@@ -160,10 +172,12 @@ class _State:
         self._elements: list = []
         self._element_set: set = set()
         self._substitutions: dict = {}
+        self._used_symbols: set = set()
         for eq in self.equations:
             self._add_elements(eq)
 
     def _add_elements(self, eq) -> None:
+        self._used_symbols |= eq.free_symbols
         for e in rules.equation_elements(eq):
             if e not in self._element_set:
                 self._element_set.add(e)
@@ -180,10 +194,7 @@ class _State:
         return self._elements
 
     def used_symbols(self) -> set:
-        out = set()
-        for eq in self.equations:
-            out |= eq.free_symbols
-        return out
+        return self._used_symbols
 
     def _substitution_cached(self, name: str, i: int, j: int):
         key = (name, i, j)
@@ -338,12 +349,43 @@ def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
     # (rules.equation skipped that; e.g. Eq(exp(x), 2*exp(x)) is False). A survivor is
     # therefore replaced by its read-back form, which must pass the filters too: no stored
     # equation reads back as True, False or a different equation.
-    canonical = from_srepr(to_srepr(eq))
+    canonical = read_back(eq)
     if not isinstance(canonical, sp.Equality):
         raise Rejected("not_equation")
-    if canonical != eq:
+    if canonical is not eq:
         _check(state, canonical, annotation, config)
     return canonical, annotation
+
+
+def _rebuild(expr: sp.Basic) -> sp.Basic:
+    """Every node rebuilt bottom-up from its arguments with its constructor, which evaluates it:
+    what ``eval(srepr(expr))`` does, without printing and parsing text."""
+    if not expr.args:
+        return expr
+    return expr.func(*[_rebuild(arg) for arg in expr.args])
+
+
+def read_back(eq: sp.Basic) -> sp.Basic:
+    """``from_srepr(to_srepr(eq))``, what any reader of the stored srepr gets, computed faster.
+
+    Reading an srepr back rebuilds every node, so non-canonical nodes left by ``subs`` or
+    ``doit`` (e.g. ``Mul(-1, 2, x)``) are evaluated, and lets ``Eq`` decide the equation
+    (:func:`rules.equation` skipped that; e.g. ``Eq(exp(x), 2*exp(x))`` is False). Here the
+    nodes are rebuilt directly, without printing and parsing srepr text, and SymPy's very same
+    decision (``is_eq``) runs on the sides; when the rebuild gives back ``eq`` (the usual case),
+    on ``eq``'s own sides, which share sub-expressions (and their cached assumptions) with
+    equations decided earlier. ``tests/test_generate.py`` checks the result against the plain
+    read-back.
+    """
+    if not isinstance(eq, sp.Equality):
+        return from_srepr(to_srepr(eq))
+    lhs, rhs = _rebuild(eq.lhs), _rebuild(eq.rhs)
+    if lhs == eq.lhs and rhs == eq.rhs:
+        lhs, rhs = eq.lhs, eq.rhs
+    verdict = is_eq(lhs, rhs)
+    if verdict is not None:
+        return sp.sympify(verdict)
+    return eq if lhs is eq.lhs and rhs is eq.rhs else sp.Eq(lhs, rhs, evaluate=False)
 
 
 def extract_longest_chain(annotations: Sequence) -> list[int]:

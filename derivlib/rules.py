@@ -133,6 +133,8 @@ def expand(eq):
 
 def evaluate_derivatives(eq):
     """Evaluate every derivative that contains no integral."""
+    if not eq.has(sp.Derivative):  # nothing to evaluate: skip the traversal below
+        return eq
     derivatives = [e for e in equation_elements(eq) if isinstance(e, sp.Derivative)
                    and not e.has(sp.Integral)]
     if isinstance(eq, sp.Derivative):
@@ -172,7 +174,7 @@ def evaluate_integrals(eq, used_symbols: Sequence[sp.Symbol], rng: random.Random
     """Evaluate every single integral, adding a fresh constant (a vocabulary symbol not used in
     the derivation) per evaluated integral. Double integrals are left alone (the whole equation is
     returned unchanged)."""
-    if contains_double_integral(eq):
+    if not eq.has(sp.Integral) or contains_double_integral(eq):
         return eq
     used = set(used_symbols)
     constants = [s for s in SYMBOLS if s not in used]

@@ -203,3 +203,38 @@ def test_notebook_stage_resumes_and_loads(isolated_data):
     assert again.dir == run.dir and gen.run_stage(again)[0] == records
     with pytest.raises(cfg.ParameterError, match="n_derivatons"):
         gen.open_run({**namespace, "n_derivatons": 3})
+
+
+def _candidates(n: int) -> list:
+    """Every candidate equation that reached the read-back while generating ``n`` derivations."""
+    seen = []
+    original = gen.read_back
+
+    def spy(eq):
+        seen.append(eq)
+        return original(eq)
+
+    gen.read_back = spy
+    try:
+        gen.generate(n, seed=5, workers=1)
+    finally:
+        gen.read_back = original
+    return seen
+
+
+def test_fast_read_back_and_printing_equal_the_plain_ones():
+    x, y = sp.symbols("x y")
+    f = sp.Function("f")
+    made_up = [sp.Eq(sp.Mul(-1, 2, x, evaluate=False), f(x), evaluate=False),  # non-canonical node
+               sp.Eq(sp.exp(x), 2 * sp.exp(x), evaluate=False),  # SymPy decides it False
+               sp.Eq(f(x) + 1, f(x), evaluate=False)]
+    candidates = _candidates(6) + made_up
+    assert len(candidates) > 50
+    for eq in candidates:
+        plain = from_srepr(sp.srepr(eq))
+        fast = gen.read_back(eq)
+        assert fast == plain and sp.srepr(fast) == sp.srepr(plain), eq
+        if isinstance(plain, sp.Equality):
+            assert gen.raw_latex(eq) == gen._RAW_PRINTER.doprint(eq)
+    assert gen.read_back(made_up[0]).lhs == -2 * x
+    assert gen.read_back(made_up[1]) == sp.false and gen.read_back(made_up[2]) == sp.false
