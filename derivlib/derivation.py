@@ -8,6 +8,7 @@ annotations store numbers >= 10 as strings; :func:`normalise_annotation` reads b
 """
 from __future__ import annotations
 
+import ast
 import functools
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 import sympy as sp
 from sympy.printing.conventions import split_super_sub
 from sympy.printing.latex import LatexPrinter, accepted_latex_functions
+from sympy.printing.repr import ReprPrinter
 from sympy.printing.latex import translate as latex_translate
 
 PREMISE_ANNOTATIONS = ("premise", "get_premise", "renaming_premise")
@@ -36,9 +38,19 @@ _SREPR_NAMESPACE: dict[str, Any] = {k: getattr(sp, k) for k in dir(sp) if not k.
 _SREPR_NAMESPACE["__builtins__"] = {}
 
 
+#: srepr is constructor calls on names and literals only; anything else (attribute access,
+#: subscripts, lambdas) is refused before evaluation, so a crafted file cannot run code.
+_SREPR_NODES = (ast.Expression, ast.Call, ast.Name, ast.Load, ast.Constant, ast.keyword,
+                ast.Tuple, ast.List, ast.UnaryOp, ast.USub)
+
+
 @functools.lru_cache(maxsize=65536)
 def _parse_srepr_cached(text: str) -> sp.Basic:
-    return eval(text, _SREPR_NAMESPACE)  # noqa: S307 -- see the comment above
+    tree = ast.parse(text, mode="eval")
+    for node in ast.walk(tree):
+        if not isinstance(node, _SREPR_NODES):
+            raise ValueError(f"{type(node).__name__} is not allowed in srepr")
+    return eval(compile(tree, "<srepr>", "eval"), _SREPR_NAMESPACE)  # noqa: S307 -- see above
 
 
 def from_srepr(text: str) -> sp.Basic:
@@ -51,8 +63,32 @@ def from_srepr(text: str) -> sp.Basic:
         raise ValueError(f"not a valid srepr expression: {text[:120]!r} ({type(err).__name__}: {err})") from None
 
 
+class _CanonicalReprPrinter(ReprPrinter):
+    """srepr whose text depends on the expression alone.
+
+    ``Symbol('a')`` and ``Symbol('a', commutative=True)`` are equal, so SymPy's cache may hand
+    back either instance when an expression is built, and plain ``srepr`` prints the assumptions
+    an instance was *created* with: the same derivation could then be stored in two spellings,
+    depending on what else ran in the process. Printing the full assumptions (sorted) gives the
+    authors' spelling, ``Symbol('a', commutative=True)``, every time.
+    """
+
+    def _print_Symbol(self, expr, style="plain"):
+        assumptions = dict(sorted(expr.assumptions0.items()))
+        if expr.is_Dummy:
+            assumptions["dummy_index"] = expr.dummy_index
+        if not assumptions:
+            return f"{expr.__class__.__name__}({self._print(expr.name)})"
+        attrs = ", ".join(f"{k}={v}" for k, v in assumptions.items())
+        return f"{expr.__class__.__name__}({self._print(expr.name)}, {attrs})"
+
+
+_REPR_PRINTER = _CanonicalReprPrinter()
+
+
 def to_srepr(expr: sp.Basic) -> str:
-    return sp.srepr(expr)
+    """srepr in the authors' spelling, independent of SymPy's cache (see the printer's note)."""
+    return _REPR_PRINTER.doprint(expr)
 
 
 # ----------------------------------------------------------------------------------- annotations
