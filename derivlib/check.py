@@ -600,8 +600,8 @@ def open_run(namespace: dict):
     for name, path in upstream.items():
         if not (path / "predictions.jsonl").exists():
             raise config.ParameterError(f"parameter {name!r}: {path} has no predictions.jsonl")
-    paper_files = paper.results_files() if params.include_paper_results else {}
-    run = config.start_run("errors", params, upstream=upstream)
+    digest, paper_files = paper.results_digest() if params.include_paper_results else ("", {})
+    run = config.start_run("errors", params, upstream=upstream, inputs={"paper_results": digest})
     run.paper_files = paper_files  # type: ignore[attr-defined]
     if params.include_paper_results and not paper_files:
         print(f"released GPT-4 / FLAN-T5-large outputs skipped: {paper.DOWNLOAD_HINT}")

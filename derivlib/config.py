@@ -127,15 +127,18 @@ def params_dict(params) -> dict:
     return dataclasses.asdict(params)
 
 
-def run_key(stage: str, params, upstream: Mapping[str, str] | None = None) -> str:
+def run_key(stage: str, params, upstream: Mapping[str, str] | None = None,
+            inputs: Mapping[str, str] | None = None) -> str:
     """Hash of everything that determines a stage's output.
 
     Upstream run keys stand in for upstream content: a run directory never changes once
-    complete, so its key identifies its payload.
+    complete, so its key identifies its payload. ``inputs`` names other content the output
+    depends on that is not a parameter (e.g. a digest of the released results files).
     """
     hashed = {k: v for k, v in params_dict(params).items() if k not in UNHASHED}
     blob = json.dumps({"stage": stage, "params": hashed, "upstream": dict(upstream or {}),
-                       "versions": _determining_versions()}, sort_keys=True, default=str)
+                       "inputs": dict(inputs or {}), "versions": _determining_versions()},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -258,6 +261,7 @@ class Run:
     params: Any
     upstream: dict
     meta: dict
+    inputs: dict = dataclasses.field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -308,7 +312,7 @@ class Run:
 
 
 def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = None,
-              root: Path | str | None = None) -> Run:
+              root: Path | str | None = None, inputs: Mapping[str, str] | None = None) -> Run:
     """Open (or reopen) the run directory of ``stage`` for ``params``.
 
     ``params`` is a validated dataclass (see :func:`validate`, :func:`from_namespace`).
@@ -326,19 +330,21 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
                 "(run the stage that makes it first)")
         upstream_keys[name] = json.loads((path / "meta.json").read_text())["key"]
         upstream_dirs[name] = str(path.resolve())
-    key = run_key(stage, params, upstream_keys)
+    inputs = dict(inputs or {})
+    key = run_key(stage, params, upstream_keys, inputs)
     base = Path(root) if root is not None else Path(getattr(params, "data_root", "") or data_root())
     directory = base / stage / key
     directory.mkdir(parents=True, exist_ok=True)
     meta = {"stage": stage, "key": key, "upstream": upstream_dirs, "upstream_keys": upstream_keys,
-            "versions": versions(), "git_commit": git_commit(),
+            "inputs": inputs, "versions": versions(), "git_commit": git_commit(),
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(), "argv": sys.argv[:1]}
     if (directory / COMPLETE).exists():
         meta = json.loads((directory / "meta.json").read_text())
     else:
         atomic_write_json(directory / "params.json", params_dict(params))
         atomic_write_json(directory / "meta.json", meta)
-    run = Run(stage=stage, key=key, dir=directory, params=params, upstream=upstream_dirs, meta=meta)
+    run = Run(stage=stage, key=key, dir=directory, params=params, upstream=upstream_dirs, meta=meta,
+              inputs=inputs)
     if run.complete:
         run._publish()
     return run

@@ -7,6 +7,7 @@ JSON files of the repository).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -33,6 +34,20 @@ def results_files(directory: Path | None = None) -> dict[str, Path]:
     if directory is None:
         return {}
     return {p.name[: -len("_results.json")]: p for p in sorted(Path(directory).glob("*_results.json"))}
+
+
+def results_digest() -> tuple[str, dict[str, Path]]:
+    """(digest, model -> file) of the released results in DERIVLIB_PAPER_RESULTS; ("", {}) if unset.
+
+    Stages that read them pass the digest to ``config.start_run(inputs=...)``, so a run with the
+    released files and one without get different run directories."""
+    files = results_files()
+    if not files:
+        return "", {}
+    digest = hashlib.sha256()
+    for model, path in files.items():
+        digest.update(model.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16], files
 
 
 def load_items(path: Path | str) -> list[dict]:
@@ -156,8 +171,6 @@ class PaperOutputsParams:
     n_bootstrap: int = 1000
     seed: int = 0
     profile: str = "smoke"
-    #: Filled in by derivlib, never by hand: digest of the released files ("" when absent).
-    paper_results_digest: str = ""
 
     def check(self) -> None:
         if self.n_bootstrap < 0:
@@ -170,10 +183,10 @@ def open_run(namespace):
     from . import config, scoring
 
     params = config.from_namespace(PaperOutputsParams, namespace)
-    digest, files = scoring.paper_results_digest()
+    digest, files = results_digest()
     if not files:
         print(f"SKIPPED: the released outputs are not available, nothing is rescored. {DOWNLOAD_HINT}")
-    return config.start_run("paper_outputs", dataclasses.replace(params, paper_results_digest=digest))
+    return config.start_run("paper_outputs", params, inputs={"paper_results": digest})
 
 
 @dataclasses.dataclass
@@ -219,11 +232,11 @@ def paper_outputs_stage(run) -> PaperOutputs:
 
     paths = {name: run.path(f"{name}.csv") for name in ("comparison", "means", "sensitivity")}
     if run.complete:
-        if not run.params.paper_results_digest:
+        if not run.inputs.get("paper_results"):
             return PaperOutputs(False, pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
         return PaperOutputs(True, pd.read_csv(paths["comparison"]), pd.read_csv(paths["means"]),
                             pd.read_csv(paths["sensitivity"], index_col=[0, 1, 2]))
-    files = results_files() if run.params.paper_results_digest else {}
+    files = results_files() if run.inputs.get("paper_results") else {}
     if not files:
         run.log(f"skipped: released outputs not available ({DOWNLOAD_HINT})")
         run.finish(skipped=1)

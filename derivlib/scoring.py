@@ -16,7 +16,6 @@ M(a, b) always scores a as the prediction against b as the reference, as the rel
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -202,9 +201,6 @@ class ScoreParams:
     seed: int = 0
     bleurt_checkpoint: str = ""
     profile: str = "smoke"
-    #: Filled in by derivlib, never by hand: a digest of the released files used (or ""), so a
-    #: run with them and one without get different run directories.
-    paper_results_digest: str = ""
 
     def check(self) -> None:
         if self.n_bootstrap < 0:
@@ -219,17 +215,6 @@ class ScoreParams:
                                         "'include_paper_results' is False")
 
 
-def paper_results_digest() -> tuple[str, dict[str, Path]]:
-    """(digest, model -> file) of the released results in DERIVLIB_PAPER_RESULTS; ("", {}) if unset."""
-    files = paper.results_files()
-    if not files:
-        return "", {}
-    digest = hashlib.sha256()
-    for model, path in files.items():
-        digest.update(model.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16], files
-
-
 def open_run(namespace) -> config.Run:
     """Validate 06_score's parameters and open its run directory (upstream: predictions runs)."""
     params = config.from_namespace(ScoreParams, namespace)
@@ -237,11 +222,12 @@ def open_run(namespace) -> config.Run:
                 for i, value in enumerate(params.predictions)}
     digest = ""
     if params.include_paper_results:
-        digest, files = paper_results_digest()
+        digest, files = paper.results_digest()
         if not files:
             print(f"released results skipped: {paper.DOWNLOAD_HINT}")
-    params = dataclasses.replace(params, paper_results_digest=digest)
-    return config.start_run("score", params, upstream=upstream)
+    # The digest of the released files enters the run key, so a run with them and one without
+    # get different run directories.
+    return config.start_run("score", params, upstream=upstream, inputs={"paper_results": digest})
 
 
 @dataclasses.dataclass
@@ -276,7 +262,7 @@ def score_stage(run: config.Run) -> ScoreResult:
         loaded = paper.load_predictions(directory)
         run.log(f"{name}: {len(loaded)} records from {directory}")
         records += loaded
-    if params.paper_results_digest:
+    if run.inputs.get("paper_results"):
         for model, path in paper.results_files().items():
             loaded = paper.to_predictions(path)
             run.log(f"released results {path.name}: {len(loaded)} records (model {model})")

@@ -39,23 +39,27 @@ COMBINED = "test_combined.jsonl"
 
 # ----------------------------------------------------------------------------------- parameters
 
+#: The paper's (v5) set sizes: the defaults of ``build-sets`` and of the paper profile.
+PAPER_SIZES = {"n_train": 15300, "n_static": 3100, "n_vr": 2900, "n_ee": 3100, "n_ag": 3100, "n_sr": 1000}
+
+
 @dataclasses.dataclass(frozen=True)
 class SetsParams:
     """Parameters of stage ``testsets`` (notebook 02_testsets, ``python -m derivlib build-sets``)."""
 
     derivations: str = "generate/smoke"  # run directory of 01_generate (or a derivations.jsonl)
     seed: int = 0
-    n_train: int = 15300  # train + dev; dev is dev_fraction of it
+    n_train: int = 1000  # train + dev; dev is dev_fraction of it (smoke sizes; see PAPER_SIZES)
     dev_fraction: float = 0.05
-    n_static: int = 3100
-    n_vr: int = 2900
-    n_ee: int = 3100
-    n_ag: int = 3100
-    n_sr: int = 1000
+    n_static: int = 200
+    n_vr: int = 190
+    n_ee: int = 200
+    n_ag: int = 200
+    n_sr: int = 65
     intermediate_policy: str = "evaluate"  # "evaluate" (authors' rule) or "random"
     verify: bool = True  # keep only perturbed derivations that pass the replay verifier
     workers: int = 1
-    profile: str = ""
+    profile: str = "smoke"
 
     def check(self) -> None:
         for name in ("n_train", "n_static", "n_vr", "n_ee", "n_ag", "n_sr"):

@@ -14,8 +14,8 @@ def add_arguments(p):
     p.add_argument("--out", required=True, type=Path, help="sets directory to write (created if missing)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the split hash and of VR/AG draws")
     for name in ("n_train", "n_static", "n_vr", "n_ee", "n_ag", "n_sr"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
-                       help=f"size of {name[2:]} (default {getattr(defaults, name)}, the paper's)")
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=sets.PAPER_SIZES[name],
+                       help=f"size of {name[2:]} (default {sets.PAPER_SIZES[name]}, the paper's)")
     p.add_argument("--dev-fraction", type=float, default=defaults.dev_fraction,
                    help=f"share of n_train kept as dev (default {defaults.dev_fraction})")
     p.add_argument("--intermediate-policy", default=defaults.intermediate_policy,

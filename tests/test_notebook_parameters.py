@@ -1,0 +1,44 @@
+"""Each notebook's `parameters` cell declares exactly its stage's parameter dataclass, with the
+same defaults, so that what a reader sees in the notebook is what the stage validates."""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import papermill as pm
+import pytest
+
+from derivlib import notebooks
+
+PARAMS = {
+    "01_generate": "derivlib.generate:GenerateParams",
+    "02_testsets": "derivlib.sets:SetsParams",
+    "03_train_t5": "derivlib.models.t5:TrainParams",
+    "04_predict_t5": "derivlib.models.t5:PredictParams",
+    "05_prompt_llm": "derivlib.fewshot:PromptParams",
+    "06_score": "derivlib.scoring:ScoreParams",
+    "07_error_analysis": "derivlib.check:ErrorAnalysisParams",
+    "08_paper_outputs": "derivlib.paper:PaperOutputsParams",
+}
+
+
+def _dataclass(spec: str):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _default(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_parameters_cell_matches_the_stage_dataclass(name):
+    declared = pm.inspect_notebook(str(notebooks.NOTEBOOK_DIR / f"{name}.ipynb"))
+    fields = {f.name: f for f in dataclasses.fields(_dataclass(PARAMS[name]))}
+    assert set(declared) == set(fields), f"{name}: notebook and {PARAMS[name]} declare different names"
+    for pname, info in declared.items():
+        notebook_default = eval(info["default"], {})  # literals only, as the notebooks promise
+        assert notebook_default == _default(fields[pname]), f"{name}: default of {pname!r} differs"
+        assert info["help"], f"{name}: parameter {pname!r} has no comment"
