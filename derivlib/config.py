@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -142,10 +143,21 @@ def run_key(stage: str, params, upstream: Mapping[str, str] | None = None,
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """Digest of derivlib's own source: outputs depend on the code as much as on parameters, so
+    a changed generator never reuses a run directory made by the old one."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _determining_versions() -> dict:
     # The output of generation depends on SymPy's behaviour, of training on torch/transformers.
     import importlib.metadata as md
-    out = {}
+    out = {"derivlib_code": code_digest()}
     for dist in ("derivlib", "sympy"):
         try:
             out[dist] = md.version(dist)
