@@ -127,6 +127,11 @@ def tokenize(text: str) -> list[tuple[str, str]]:
             continue
         if kind == "other":
             raise ParseError(f"unexpected character {value!r}")
+        if kind == "command" and value.endswith("d") and value[1:-1] in SYMBOL_COMMANDS \
+                and value[1:] not in SYMBOL_COMMANDS:
+            # SymPy prints Derivative(f, chi, y) as \frac{d^{2}}{d \chid y}: no space after a command
+            tokens += [("command", value[:-1]), ("letter", "d")]
+            continue
         tokens.append((kind, value))
         if len(tokens) > MAX_TOKENS:
             raise ParseError(f"more than {MAX_TOKENS} tokens")
@@ -223,12 +228,46 @@ def _power(base, exponent):
     return sp.Pow(base, exponent)
 
 
+def _product(factors: list) -> sp.Expr:
+    """The product as SymPy holds it: numbers first combined into one coefficient, then one
+    ``Mul`` of all factors. Multiplying pairwise would distribute a number over a sum as soon as
+    the two meet (``2 (x + y)`` inside ``\\frac{2 (x + y)}{z}``), which SymPy's own ``Mul`` of
+    three or more factors does not."""
+    coefficient = sp.Integer(1)
+    others = []
+    for factor in factors:
+        if isinstance(factor, sp.Number):
+            coefficient *= factor
+        else:
+            others.append(factor)
+    if coefficient == 1:
+        return sp.Mul(*others)
+    return sp.Mul(coefficient, *others)
+
+
+def _prints_as(expr, tokens: list) -> bool:
+    """Whether SymPy's LaTeX of ``expr`` is ``tokens``, up to braces (``x_2`` is ``x_{2}``)."""
+    from derivlib.derivation import to_latex  # derivation does not import this module; lazy anyway
+
+    try:
+        printed = tokenize(to_latex(expr))
+    except Exception:  # noqa: BLE001 -- a candidate SymPy cannot print is simply not the reading
+        return False
+    return [t for t in printed if t[1] not in "{}"] == [t for t in tokens if t[1] not in "{}"]
+
+
+def _is_symbolic_order(order) -> bool:
+    return isinstance(order, sp.Expr) and bool(order.free_symbols)
+
+
 class _Parser:
     def __init__(self, tokens: list[tuple[str, str]], functions: frozenset[str]):
         self.tokens = tokens
         self.pos = 0
         self.depth = 0
         self.functions = functions
+        self.operand_reading = "default"  # see _operand
+        self.ambiguous = False
 
     # ---- token helpers
     def peek(self, offset: int = 0) -> str | None:
@@ -262,10 +301,10 @@ class _Parser:
 
     # ---- grammar
     def top(self):
-        lhs = self.expression()
+        lhs = self.side()
         if self.peek() == "=":
             self.pos += 1
-            rhs = self.expression()
+            rhs = self.side()
             if self.peek() == "=":
                 raise ParseError("more than one '=' (a chain of equations)")
             result = sp.Eq(lhs, rhs, evaluate=False)
@@ -274,6 +313,32 @@ class _Parser:
         if self.pos != len(self.tokens):
             raise ParseError(f"unexpected {self.peek()!r} at token {self.pos}")
         return result
+
+    def side(self):
+        """One side of the equation. Where a derivative's operand is ambiguous (see
+        :meth:`_operand`), the readings are tried in turn and the first one that SymPy prints back
+        as the same tokens wins; none matching (model outputs), the default reading stands."""
+        start = self.pos
+        self.ambiguous = False
+        expr = self.expression()
+        if not self.ambiguous:
+            return expr
+        end = self.pos
+        if _prints_as(expr, self.tokens[start:end]):
+            return expr
+        for reading in ("greedy", "short"):
+            self.pos, self.operand_reading = start, reading
+            try:
+                candidate = self.expression()
+            except ParseError:
+                continue
+            finally:
+                self.operand_reading = "default"
+            if self.pos == end and _prints_as(candidate, self.tokens[start:end]):
+                expr = candidate
+                break
+        self.pos = end
+        return expr
 
     def expression(self, stop_at_differential: bool = False):
         self.enter()
@@ -294,18 +359,30 @@ class _Parser:
         return stop_at_differential and self._at_differential()
 
     def term(self, stop_at_differential: bool = False):
-        factors = [self.factor(stop_at_differential)]
+        return _product(self.term_factors(stop_at_differential))
+
+    def term_factors(self, stop_at_differential: bool = False) -> list:
+        factors = self.signed_factor(stop_at_differential)
         while not self._term_ends(stop_at_differential):
             value = self.peek()
             if value in ("\\cdot", "\\times", "*"):
                 self.pos += 1
-                factors.append(self.factor(stop_at_differential))
+                factors += self.signed_factor(stop_at_differential)
             elif value in ("/", "\\div"):
                 self.pos += 1
                 factors.append(_power(self.factor(stop_at_differential), -1))
             else:
-                factors.append(self.factor(stop_at_differential))
-        return sp.Mul(*factors)
+                factors += self.signed_factor(stop_at_differential)
+        return factors
+
+    def signed_factor(self, stop_at_differential: bool = False) -> list:
+        """A factor, its sign kept apart: ``- (a - b) c`` is ``-1 * (a - b) * c`` as SymPy holds
+        it, and multiplying the sign in first would distribute it over ``a - b``."""
+        if self.peek() in ("-", "+"):
+            sign = self.next()
+            factors = self.signed_factor(stop_at_differential)
+            return [sp.Integer(-1)] + factors if sign == "-" else factors
+        return [self.factor(stop_at_differential)]
 
     def factor(self, stop_at_differential: bool = False):
         if self.peek() in ("-", "+"):  # a sign after \cdot or inside a product: -x
@@ -350,8 +427,13 @@ class _Parser:
         """At ``d x`` / ``d\\mathbf{J}`` / ``\\partial x`` ending an integrand."""
         if self.peek() == "d" and self.kind() == "letter":
             following_kind, following = self.kind(1), self.peek(1)
-            return following_kind == "letter" or (following_kind == "command" and (
-                following[1:] in SYMBOL_COMMANDS or following[1:] in ACCENTS))
+            if following_kind == "letter" or following == "\\operatorname":
+                return True
+            if following_kind == "command" and (following[1:] in SYMBOL_COMMANDS or following[1:] in ACCENTS):
+                return True
+            # an integral over a derivative: d\frac{\partial}{\partial K} \psi{(K)}
+            return following in ("\\frac", "\\dfrac") and self.peek(2) == "{" \
+                and self.peek(3) in ("d", "\\partial") and self.peek(4) in ("}", "^")
         return False
 
     def primary(self, stop_at_differential: bool = False):
@@ -631,12 +713,29 @@ class _Parser:
             operand = self._operand(stop_at_differential)
             return self._derivative(operand, variables)
         self.pos = saved
-        numerator = self.group()
-        denominator = self.group()
-        return numerator * _power(denominator, -1)
+        numerator = self.group_factors()
+        denominator = self.group_factors()
+        return _product(numerator + [_power(factor, -1) for factor in denominator])
+
+    def group_factors(self) -> list:
+        """A braced group as its list of factors when it is a single product (see _product)."""
+        saved = self.pos
+        self.expect("{")
+        if self.peek() not in ("}", "+") and not self._at_differential():
+            self.enter()
+            try:
+                factors = self.term_factors()
+            except ParseError:
+                factors = None
+            self.leave()
+            if factors is not None and self.peek() == "}":
+                self.pos += 1
+                return factors
+        self.pos = saved
+        return [self.group()]
 
     def _derivative(self, operand, variables):
-        if sum(n for _, n in variables) > MAX_DERIVATIVE_ORDER:
+        if sum(n for _, n in variables if not _is_symbolic_order(n)) > MAX_DERIVATIVE_ORDER:
             raise ParseError(f"derivative of order above {MAX_DERIVATIVE_ORDER}")
         return sp.Derivative(operand, *variables)
 
@@ -646,18 +745,26 @@ class _Parser:
         operator or a factor holding one, which start a new factor (the printer leaves this
         ambiguous; this reading is right most often on the released and generated data)."""
         self.enter()
-        factors = [self.factor(stop_at_differential)]
+        factors = self.signed_factor(stop_at_differential)
         while not self._term_ends(stop_at_differential):
-            if self._at_operator() or self.peek() in ("\\cdot", "\\times", "*"):
+            if self.peek() in ("\\cdot", "\\times", "*"):
                 break
+            if self._at_operator():
+                self.ambiguous = True
+                if self.operand_reading != "greedy":
+                    break
             saved = self.pos
             factor = self.factor(stop_at_differential)
-            if factor.has(sp.Derivative):  # (d/dx g)^{2} after the operand: a new factor
-                self.pos = saved
-                break
+            if factor.has(sp.Derivative, sp.Integral):
+                self.ambiguous = True
+                # default: (d/dx g)^{2} after the operand is a new factor, an integral is not
+                if self.operand_reading == "short" or (
+                        self.operand_reading == "default" and factor.has(sp.Derivative)):
+                    self.pos = saved
+                    break
             factors.append(factor)
         self.leave()
-        return sp.Mul(*factors)
+        return _product(factors)
 
     def _at_operator(self) -> bool:
         value = self.peek()
@@ -677,9 +784,12 @@ class _Parser:
         if self.peek() == "^":
             self.pos += 1
             exponent = self.script()
-            if not isinstance(exponent, sp.Integer) or exponent < 1:
+            if _is_symbolic_order(exponent):
+                order = exponent  # Derivative(f, (x, n)): \frac{\partial^{n}}{\partial x^{n}}
+            elif not isinstance(exponent, sp.Integer) or exponent < 1:
                 return None
-            order = int(exponent)
+            else:
+                order = int(exponent)
         numerator_operand = None
         if self.peek() != "}":
             try:
@@ -705,11 +815,23 @@ class _Parser:
             if self.peek() == "^":
                 self.pos += 1
                 exponent = self.script()
-                if not isinstance(exponent, sp.Integer) or exponent < 1:
+                if _is_symbolic_order(exponent):
+                    if exponent != order:
+                        return None
+                    count = exponent
+                elif not isinstance(exponent, sp.Integer) or exponent < 1:
                     return None
-                count = int(exponent)
+                else:
+                    count = int(exponent)
             variables.append((variable, count))
+            if _is_symbolic_order(count):
+                if len(variables) != 1 or self.peek() != "}":
+                    return None
+                self.pos += 1
+                return variables, numerator_operand
             total += count
+        if _is_symbolic_order(order):
+            return None
         if len(variables) == 1 and variables[0][1] == 1 and order > 1:
             variables = [(variables[0][0], order)]  # \frac{d^{2}}{d x}: models drop the order
             total = order
@@ -728,22 +850,33 @@ class _Parser:
             if self.peek() == "^":
                 self.pos += 1
                 upper = self.script()
-        if lower is None and self.peek() == "^":
-            raise ParseError("integral with an upper limit only")
+        if lower is None and self.peek() == "^":  # SymPy prints Integral(f, (x, b)) as \int\limits^{b}
+            self.pos += 1
+            upper = self.script()
         self.enter()
+        integrand_is_integral = self.peek() in ("\\int", "\\iint", "\\iiint")
         integrand = sp.Integer(1) if self._at_differential() else self.expression(stop_at_differential=True)
         variables = []
         expected = {"int": 1, "iint": 2, "iiint": 3}[name]
         while self._at_differential():
             self.pos += 1
-            variables.append(self.named())  # a symbol, or a function: d\mathbf{v}{(C_{2})}
+            if self.peek() in ("\\operatorname", "\\frac", "\\dfrac"):
+                variables.append(self.command(stop_at_differential=True))
+            else:
+                variables.append(self.named())  # a symbol, or a function: d\mathbf{v}{(C_{2})}
             if len(variables) == expected:
                 break
         self.leave()
         if len(variables) != expected:
             raise ParseError(f"\\{name} without its {expected} differential(s) d<variable>")
-        if lower is not None:
-            if expected != 1 or upper is None:
-                raise ParseError("limits on a multiple integral or a missing upper limit")
-            return sp.Integral(integrand, (variables[0], lower, upper))
-        return sp.Integral(integrand, *variables)
+        if lower is None and upper is None:
+            return sp.Integral(integrand, *variables)
+        if expected != 1:
+            raise ParseError("limits on a multiple integral")
+        limit = (variables[0], upper) if lower is None else (variables[0], lower, upper)
+        if upper is None:
+            raise ParseError("integral with a lower limit only")
+        if integrand_is_integral and isinstance(integrand, sp.Integral):
+            # Integral(f, x, (y, b)) prints as \int\limits^{b}\int f dx dy: one integral, not two
+            return sp.Integral(integrand.function, *integrand.limits, limit)
+        return sp.Integral(integrand, limit)
