@@ -66,8 +66,8 @@ def test_latex_tokenizer_keeps_commands_whole_and_round_trips(sets_dir):
     texts = [t for it in items for t in (it["prompt"], it["derivation"])]
     tokenizer = tokenization.train_latex_tokenizer(texts, vocab_size=300)
     tokens = tokenizer.tokenize(r"y = \frac{d}{d x} \eta{(x)} + x^{2}")
-    # commands stay units (with the space before them, byte-level "Ġ"); braces and ^ stand alone
-    assert "Ġ\\frac" in tokens and "Ġ\\eta" in tokens and "{" in tokens and "^" in tokens
+    # commands stay units (with the space before them, byte-level "Ġ")
+    assert "Ġ\\frac" in tokens and "Ġ\\eta" in tokens
     unseen = r"\omicron{(\upsilon)} = \frac{\kappa}{2}  and  \Xi_{7}"
     for text in texts[:20] + [unseen]:
         assert tokenization.round_trips(tokenizer, text)
@@ -75,6 +75,32 @@ def test_latex_tokenizer_keeps_commands_whole_and_round_trips(sets_dir):
     assert tokenizer.pad_token_id == 0
     again = tokenization.train_latex_tokenizer(texts, vocab_size=300)
     assert again.get_vocab() == tokenizer.get_vocab()
+
+
+def test_latex_tokenizer_merges_whole_units_only(sets_dir):
+    """Tokens may join whole LaTeX units (``}{``, ``{(x)}``), never part of one, and the merges
+    make sequences much shorter than one token per unit."""
+    import re
+
+    unit = re.compile(r"\\[A-Za-z]+|\\.|[A-Za-z]+|\S")
+    items = t5.load_set(sets_dir, "train")
+    texts = [t for it in items for t in (it["prompt"], it["derivation"])]
+    tokenizer = tokenization.train_latex_tokenizer(texts, vocab_size=300)
+    n_tokens = n_units = 0
+    for text in texts:
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        units = [m.span() for m in unit.finditer(text)]
+        for start, end in encoding["offset_mapping"]:
+            start = start + 1 if text[start] == " " else start
+            for unit_start, unit_end in units:  # disjoint, the token inside a unit, or whole units
+                overlap = start < unit_end and unit_start < end
+                assert not overlap or (unit_start <= start and end <= unit_end) or (
+                    start <= unit_start and unit_end <= end), (text[start:end], text[unit_start:unit_end])
+        n_tokens += len(encoding["input_ids"])
+        n_units += sum(1 for _ in unit.finditer(text))
+    assert n_tokens < 0.8 * n_units  # 0.75 here; about 0.5 on the smoke training set (vocabulary 2000)
+    pieces = [tokenizer.convert_tokens_to_string([t]) for t in tokenizer.get_vocab()]
+    assert "{d}{d" in pieces and "{(E_{n})}" in pieces
 
 
 # ----------------------------------------------------------------------------------- baseline

@@ -1,10 +1,12 @@
 """Tokenizers for T5 on LaTeX derivations.
 
 * :func:`train_latex_tokenizer`: a byte-level BPE trained with HF ``tokenizers`` on the training
-  text, behind a pre-tokenizer that cuts LaTeX into units first (``\\frac``, ``{``, ``^``, ``_``,
-  a digit, a word), so that BPE merges never glue a command to its argument. Byte-level means
-  every input, including the out-of-vocabulary Greek letters of the VR set, is encodable and
-  decodes back exactly.
+  text, behind a pre-tokenizer that cuts LaTeX into pieces first: a multi-character unit
+  (``\\frac``, a word) alone, and runs of single-character units (``{``, ``^``, ``_``, a digit,
+  a letter) together. BPE merges may then join whole units (``}{``, ``{(x)}``, ``^{2}``), which
+  halves the token count of a derivation, but never glue part of a command to a neighbour.
+  Byte-level means every input, including the out-of-vocabulary Greek letters of the VR set, is
+  encodable and decodes back exactly.
 * :func:`add_missing_characters`: pretrained T5 SentencePiece vocabularies cannot encode ``{``,
   ``}``, ``\\`` and others (PAPER.md §4). The characters a vocabulary cannot round-trip are found
   on the training text, added as tokens, and the pre-tokenizer set so that text after an added
@@ -19,16 +21,20 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from transformers import PreTrainedTokenizerFast
 
 PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
-#: One LaTeX unit, with the space before it: a command, an escaped character, a word, a digit, or
-#: any other single character (braces, ``^``, ``_``, ``=``, operators).
-LATEX_UNIT = r" ?(?:\\[A-Za-z]+|\\.|[A-Za-z]+|[0-9]|[^\sA-Za-z0-9])|\s+"
+#: The pieces BPE may merge within, each with the space before it. A multi-character LaTeX unit
+#: (a command such as ``\\frac``, an escaped character, a word) stands alone, so no merge can glue
+#: part of it to a neighbour; a run of single-character units (one letter, a digit, a brace,
+#: ``^``, ``_``, ``(``, ``=``...) is one piece, so BPE can learn whole-unit merges such as ``}{``,
+#: ``{(x)}`` or ``^{2}`` that roughly halve sequence lengths; anything else (non-ASCII) stands alone.
+LATEX_PIECE = (r" ?\\[A-Za-z]+| ?\\[^A-Za-z\s]| ?[A-Za-z]{2,}"
+               r"| ?(?:[A-Za-z](?![A-Za-z])|[!-@\[\]^_`{-~])+| ?\S|\s+")
 
 
 def train_latex_tokenizer(texts: Iterable[str], vocab_size: int = 2000) -> PreTrainedTokenizerFast:
     """A T5-compatible tokenizer (pad 0, eos 1, unk 2; eos appended) trained on ``texts``."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LATEX_UNIT), behavior="isolated"),
+        pre_tokenizers.Split(Regex(LATEX_PIECE), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     tokenizer.decoder = decoders.ByteLevel()
