@@ -13,10 +13,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--generated", type=int, default=0,
                         help="also measure the round trip on this many generated derivations (e.g. 2000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes generating those derivations (same derivations whatever the number)")
     args = parser.parse_args()
     if args.generated:
         from derivlib import generate
-        records, _ = generate.generate(args.generated, seed=0)
+        records, _ = generate.generate(args.generated, seed=0, workers=args.workers)
         sreprs = [s for r in records for _, s in r["srepr_derivation"]]
         good = sum(latex.parse(derivation.latex_of_srepr(s)).expr == latex.canonicalize(derivation.from_srepr(s))
                    for s in sreprs)

@@ -17,6 +17,10 @@ an integral's scope ends at ``d`` followed by its variable, ``^{\\prime}`` belon
 ``^{2}`` is a power, ``X(a,b)`` is a function application only when ``X`` is a function. A
 grammar of about fifteen productions written as functions states these rules directly.
 
+Where SymPy's printing is ambiguous (a product after a derivative operator), the candidate
+readings are printed back with :func:`derivlib.derivation.to_latex` and the one that reproduces
+the text is kept (:meth:`_Parser.side`).
+
 Every parse is bounded structurally (input length, token count, nesting depth, derivative order,
 size of numbers raised to powers), never by a clock, so it is safe in any thread or worker.
 Names come back canonical (:func:`canonical_name`): ``F_N``, ``F_{N}`` and ``F_{ N }`` are one
@@ -741,9 +745,14 @@ class _Parser:
 
     def _operand(self, stop_at_differential: bool):
         """What ``\\frac{d}{d x}`` acts on: the rest of the product (SymPy prints a product operand
-        without brackets, ``\\frac{\\partial}{\\partial x} x y``), up to the next differential
-        operator or a factor holding one, which start a new factor (the printer leaves this
-        ambiguous; this reading is right most often on the released and generated data)."""
+        without brackets, ``\\frac{\\partial}{\\partial x} x y``).
+
+        SymPy prints ``Derivative(a*Derivative(b, y), x)`` and ``Derivative(a, x)*Derivative(b, y)``
+        alike when the factors happen to sort that way. Readings: ``default`` stops before the next
+        differential operator or a factor holding a derivative (``(d/dx g)^{2}``) and keeps an
+        integral; ``greedy`` takes the whole rest of the product; ``short`` also stops before an
+        integral. :meth:`side` keeps the reading that SymPy prints back as the text; where all
+        print the same (about 0.2% of generated equations) the default stands."""
         self.enter()
         factors = self.signed_factor(stop_at_differential)
         while not self._term_ends(stop_at_differential):

@@ -35,9 +35,29 @@ def parsed(text, functions=frozenset()):
     (r"\sqrt{x}", sp.sqrt(x)),
     (r"\operatorname{Ci}{(x)}", sp.Ci(x)),
     (r"e", sp.E),
+    # SymPy's printing of rarer constructs in generated derivations
+    (r"\int\limits^{y} x dx", sp.Integral(x, (x, y))),
+    (r"\int\limits^{a}\int x y dx dy", sp.Integral(x * y, x, (y, a))),
+    (r"\int x d\operatorname{F_{c}}{(a)}", sp.Integral(x, sp.Function("F_{c}")(a))),
+    (r"\int x d\frac{d}{d a} \eta{(a)}", sp.Integral(x, sp.Derivative(eta(a), a))),
+    (r"\frac{d^{2}}{d \chid y} x", sp.Derivative(x, y, sp.Symbol("\\chi"))),  # no space after \chi
+    (r"\frac{\partial^{a + 1}}{\partial x^{a + 1}} x y", sp.Derivative(x * y, (x, a + 1))),
+    (r"\frac{2 (x + y)}{a}", sp.Mul(2, x + y, 1 / a)),  # not distributed: SymPy holds it so
+    (r"\frac{x}{2 (a + y)}", sp.Mul(sp.Rational(1, 2), x, 1 / (a + y))),
+    (r"\frac{d}{d a} - (x - a) \eta{(a)}", sp.Derivative(sp.Mul(-1, x - a, eta(a)), a)),
 ])
 def test_dialect(text, expected):
     assert parsed(text) == expected
+
+
+def test_ambiguous_derivative_operand_follows_the_printer():
+    # the printer writes both products below as "d/dx <a> d/dy <b>"-like text only in the
+    # order SymPy sorts the factors; the reading that prints back as the text is chosen
+    f, g = sp.Function("f"), sp.Function("g")
+    nested = sp.Derivative(x * sp.Derivative(f(x, y), y), x)
+    separate = sp.Derivative(g(x), x) * sp.Derivative(f(x, y), y)
+    for expr in (nested, separate):
+        assert parsed(derivation.to_latex(expr)) == expr
 
 
 def test_model_noise_is_undone():
@@ -94,10 +114,14 @@ def test_round_trip_released_references(paper_results_dir):
 
 @pytest.mark.slow
 def test_round_trip_generated_derivations():
+    # 300 derivations (about 2,000 equations) at CI cost; benchmarks/check.py --generated 2000
+    # measures the full figure. What stays wrong is SymPy's genuinely ambiguous printing of a
+    # product of derivatives (see latex._Parser.side).
     from derivlib import generate
 
-    records, _ = generate.generate(40, seed=7)
+    records, _ = generate.generate(300, seed=0)
     sreprs = [s for record in records for _, s in record["srepr_derivation"]]
+    assert len(sreprs) > 1500
     assert _round_trip_rate(sreprs) >= 0.995
 
 
