@@ -272,6 +272,7 @@ class _Parser:
         self.functions = functions
         self.operand_reading = "default"  # see _operand
         self.ambiguous = False
+        self.merged_factors = False
 
     # ---- token helpers
     def peek(self, offset: int = 0) -> str | None:
@@ -303,6 +304,12 @@ class _Parser:
     def leave(self) -> None:
         self.depth -= 1
 
+    def product(self, factors: list):
+        symbolic = [factor for factor in factors if not isinstance(factor, sp.Number)]
+        if len(set(symbolic)) < len(symbolic):
+            self.merged_factors = True
+        return _product(factors)
+
     # ---- grammar
     def top(self):
         lhs = self.side()
@@ -323,12 +330,14 @@ class _Parser:
         :meth:`_operand`), the readings are tried in turn and the first one that SymPy prints back
         as the same tokens wins; none matching (model outputs), the default reading stands."""
         start = self.pos
-        self.ambiguous = False
+        self.ambiguous = self.merged_factors = False
         expr = self.expression()
         if not self.ambiguous:
             return expr
         end = self.pos
-        if _prints_as(expr, self.tokens[start:end]):
+        # A product of equal factors (d/da f times d/da f) prints as a power once SymPy has merged
+        # it, so its print cannot confirm the default reading; models write such products.
+        if self.merged_factors or _prints_as(expr, self.tokens[start:end]):
             return expr
         for reading in ("greedy", "short"):
             self.pos, self.operand_reading = start, reading
@@ -363,7 +372,7 @@ class _Parser:
         return stop_at_differential and self._at_differential()
 
     def term(self, stop_at_differential: bool = False):
-        return _product(self.term_factors(stop_at_differential))
+        return self.product(self.term_factors(stop_at_differential))
 
     def term_factors(self, stop_at_differential: bool = False) -> list:
         factors = self.signed_factor(stop_at_differential)
@@ -719,7 +728,7 @@ class _Parser:
         self.pos = saved
         numerator = self.group_factors()
         denominator = self.group_factors()
-        return _product(numerator + [_power(factor, -1) for factor in denominator])
+        return self.product(numerator + [_power(factor, -1) for factor in denominator])
 
     def group_factors(self) -> list:
         """A braced group as its list of factors when it is a single product (see _product)."""
@@ -773,7 +782,7 @@ class _Parser:
                     break
             factors.append(factor)
         self.leave()
-        return _product(factors)
+        return self.product(factors)
 
     def _at_operator(self) -> bool:
         value = self.peek()
