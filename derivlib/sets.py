@@ -8,8 +8,8 @@
    at least one intermediate (SR must have something to remove). Each perturbed set holds the
    perturbations of the first static items it applies to (matched subsets: same ``id``).
 4. Training and dev take the remaining derivations in hash order, minus every derivation whose
-   prompt or target text occurs in any test set (counted as ``train_leaks_removed``); dev is the
-   first ``dev_fraction`` of them. :func:`check_no_leaks` proves the result.
+   prompt or target text occurs in any test set (counted as ``train_leaks_removed``); dev is a
+   ``dev_fraction`` of them chosen by a hash of their own. :func:`check_no_leaks` proves the result.
 
 The sets directory (the run directory of 02_testsets) holds ``train.jsonl, dev.jsonl,
 static.jsonl, VR.jsonl, EE.jsonl, AG.jsonl, SR.jsonl`` (lines ``{"id", "prompt", "derivation",
@@ -234,9 +234,13 @@ def build_sets(derivations: Sequence[Mapping], params: SetsParams,
             continue
         pool.append(item)
     counts["train_leaks_removed"] = leaks
+    # Dev is drawn from the pool by a hash of its own, not taken from the pool's head: the head
+    # holds the derivations passed over while static was filled (those without intermediates),
+    # so a head-of-pool dev set would have no intermediates at all.
     n_dev = round(len(pool) * params.dev_fraction)
-    items["dev"] = [{**i, "set": "dev"} for i in pool[:n_dev]]
-    items["train"] = [{**i, "set": "train"} for i in pool[n_dev:]]
+    dev_ids = {i["id"] for i in sorted(pool, key=lambda i: split_hash(params.seed, f"dev:{i['id']}:{i['derivation']}"))[:n_dev]}
+    items["dev"] = [{**i, "set": "dev"} for i in pool if i["id"] in dev_ids]
+    items["train"] = [{**i, "set": "train"} for i in pool if i["id"] not in dev_ids]
     counts["sizes"] = {name: len(items[name]) for name in FILES}
     counts["requested"] = {"train+dev": params.n_train, **params.sizes()}
     log(f"train: {len(items['train'])}, dev: {len(items['dev'])} ({leaks} removed as test overlaps)")

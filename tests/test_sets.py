@@ -203,3 +203,13 @@ def test_sets_from_released_derivations(flan_results, tmp_path):
     assert ours
     for item in ours:
         assert item["intermediates"] == prompts.locate_intermediates(released[item["id"]])
+
+
+def test_dev_is_not_biased_towards_prompts_without_intermediates():
+    """Dev is drawn by its own hash: the pool's head (derivations passed over while static was
+    filled, all without intermediates) must not become the dev set. Here that head is 8 items
+    long, as is dev."""
+    built = _build(_derivations(n_eval=40, n_plain=60), n_train=100, dev_fraction=0.09)
+    train, dev = built.items["train"], built.items["dev"]
+    assert len(dev) == 8 and not {i["id"] for i in dev} & {i["id"] for i in train}
+    assert any(i["intermediates"] for i in dev), "dev holds only prompts without intermediates"
