@@ -213,18 +213,22 @@ def write_jsonl(path: Path | str, records: Iterable[Mapping]) -> int:
     return len(lines)
 
 
-def read_jsonl(path: Path | str) -> list[dict]:
-    """Read JSON lines; a malformed line is an error naming the file and the line number."""
-    out = []
+def iter_jsonl(path: Path | str):
+    """(line number, object) for each non-blank line; a malformed line is an error naming the
+    file and the line number."""
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                yield number, json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
-    return out
+
+
+def read_jsonl(path: Path | str) -> list[dict]:
+    """Read JSON lines; a malformed line is an error naming the file and the line number."""
+    return [obj for _, obj in iter_jsonl(path)]
 
 
 def check_writable(path: Path | str, name: str = "out") -> Path:

@@ -92,25 +92,21 @@ def read_derivations(path: Path | str) -> list[dict]:
     if not path.exists():
         raise FileNotFoundError(f"no derivations file {path}")
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("not a JSON object")
-                steps = Derivation.from_record(record).steps
-                if not steps:
-                    raise ValueError("empty srepr_derivation")
-                for _, srepr in steps:
-                    from_srepr(srepr)
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"{path}: line {number}: {err}") from None
-            record = dict(record)
-            record["srepr_derivation"] = steps
-            record.setdefault("id", f"line-{number}")
-            records.append(record)
+    for number, record in config.iter_jsonl(path):
+        try:
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            steps = Derivation.from_record(record).steps
+            if not steps:
+                raise ValueError("empty srepr_derivation")
+            for _, srepr in steps:
+                from_srepr(srepr)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: line {number}: {err}") from None
+        record = dict(record)
+        record["srepr_derivation"] = steps
+        record.setdefault("id", f"line-{number}")
+        records.append(record)
     return records
 
 
