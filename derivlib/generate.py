@@ -50,11 +50,14 @@ Parallelism uses joblib. To run on a cluster, switch its backend without touchin
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import random
 import string
+import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +155,102 @@ DEFAULT_CONFIG = GeneratorConfig()
 def make_config(**values) -> GeneratorConfig:
     """A validated :class:`GeneratorConfig` (raises ``ParameterError`` naming the parameter)."""
     return cfg.validate(GeneratorConfig, values)
+
+
+# ----------------------------------------------------------------------------------- assumptions
+
+# ``sympy.core.assumptions`` the attribute is a function; the module is only in sys.modules.
+_SYMPY_ASSUMPTIONS = sys.modules["sympy.core.assumptions"]
+_STOCK_ASK = _SYMPY_ASSUMPTIONS._ask
+#: sha256 of the source of SymPy 1.14.0's ``_ask``, the function :func:`_ask_memo` extends. With
+#: any other source (another SymPy), :func:`memoised_assumptions` leaves SymPy's own in place.
+STOCK_ASK_SHA256 = "fbf4c4060f257a9b435bc0f812609e8c8e57237a6917e8c1ef3a5f4834aaf3e2"
+_memo_lock = threading.Lock()
+_memo_depth = 0
+
+
+def _ask_memo(fact, obj):
+    """SymPy 1.14.0's ``assumptions._ask`` (every statement unchanged), which also records the
+    facts it could not determine.
+
+    SymPy answers ``obj.is_<fact>`` with a breadth-first search over the facts that can decide
+    it (``prereq``), running each one's handler and deducing from every value found; an
+    undecided query stores None for the queried fact only. Every other fact whose handler ran and
+    returned None is left unknown, so the next query of another fact on the same node runs the
+    same handlers again, each asking the same questions of the node's arguments: in profiles of
+    the generator, most of ``Eq``'s decision (``is_eq``) was such repeated searches on the new
+    nodes of each candidate (``lhs - rhs`` and its numerator, the sides).
+
+    Here, when the search ends undecided, each fact whose handler returned None and that no
+    deduction decided either is stored as None too. That is the value SymPy's own query of that
+    fact gives: the search already ran every handler a direct query would run (the prerequisites
+    of each visited fact are visited, skipping only facts already known) and deduced everything
+    from their values, and SymPy's handlers are consistent with its rules, the premise on which
+    SymPy itself checks facts in random order (``shuffle`` below; sympy PR #22557). The outputs
+    are unchanged: the generated files are byte-identical with and without it, and
+    ``tests/test_assumption_memo.py`` compares every fact and ``Eq`` decision of real candidates
+    with plain SymPy's.
+    """
+    assumptions = obj._assumptions
+    handler_map = obj._prop_handler
+    facts_to_check = [fact]
+    facts_queued = {fact}
+    undecided = []
+    for fact_i in facts_to_check:
+        if fact_i in assumptions:
+            continue
+        fact_i_value = None
+        handler_i = handler_map.get(fact_i)
+        if handler_i is not None:
+            fact_i_value = handler_i(obj)
+        if fact_i_value is not None:
+            assumptions.deduce_all_facts(((fact_i, fact_i_value),))
+        else:
+            undecided.append(fact_i)
+        fact_value = assumptions.get(fact)
+        if fact_value is not None:
+            return fact_value
+        new_facts_to_check = list(_SYMPY_ASSUMPTIONS._assume_rules.prereq[fact_i] - facts_queued)
+        _SYMPY_ASSUMPTIONS.shuffle(new_facts_to_check)
+        facts_to_check.extend(new_facts_to_check)
+        facts_queued.update(new_facts_to_check)
+    if fact in assumptions:
+        return assumptions[fact]
+    assumptions._tell(fact, None)
+    for fact_i in undecided:
+        if fact_i not in assumptions:
+            assumptions._tell(fact_i, None)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _stock_ask_is_known() -> bool:
+    import hashlib
+    import inspect
+    try:
+        source = inspect.getsource(_STOCK_ASK)
+    except (OSError, TypeError):
+        return False
+    return hashlib.sha256(source.encode()).hexdigest() == STOCK_ASK_SHA256
+
+
+@contextlib.contextmanager
+def memoised_assumptions():
+    """Within this block SymPy's assumption queries run :func:`_ask_memo` (same answers, each
+    handler run once per node). Re-entrant and thread-safe; SymPy's own ``_ask`` is restored when
+    the outermost block ends. Does nothing with a SymPy whose ``_ask`` is not the one extended."""
+    global _memo_depth
+    with _memo_lock:
+        if _memo_depth == 0 and _stock_ask_is_known():
+            _SYMPY_ASSUMPTIONS._ask = _ask_memo
+        _memo_depth += 1
+    try:
+        yield
+    finally:
+        with _memo_lock:
+            _memo_depth -= 1
+            if _memo_depth == 0:
+                _SYMPY_ASSUMPTIONS._ask = _STOCK_ASK
 
 
 # ----------------------------------------------------------------------------------- state
@@ -494,7 +593,8 @@ def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
     config = config or DEFAULT_CONFIG
     rejections = Counter() if rejections is None else rejections
     rng = cfg.item_rng(seed, index, "generate")
-    chain = _generate_steps(rng, config, rejections)
+    with memoised_assumptions():
+        chain = _generate_steps(rng, config, rejections)
     if chain is None:
         return None
     steps = [[annotation_json(a), to_srepr(eq)] for eq, a in chain]
@@ -517,12 +617,13 @@ def next_step(steps: Sequence[Sequence], rng: random.Random,
     if not steps:
         raise ValueError("next_step needs at least one step to extend")
     state = _State([from_srepr(s) for _, s in steps], [annotation_internal(a) for a, _ in steps])
-    for _ in range(config.max_rejections):
-        try:
-            eq, annotation = _propose(state, rng, config)
-        except Rejected:
-            continue
-        return [annotation_json(annotation), to_srepr(eq)]
+    with memoised_assumptions():
+        for _ in range(config.max_rejections):
+            try:
+                eq, annotation = _propose(state, rng, config)
+            except Rejected:
+                continue
+            return [annotation_json(annotation), to_srepr(eq)]
     return None
 
 
