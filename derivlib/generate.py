@@ -255,23 +255,50 @@ def memoised_assumptions():
 
 # ----------------------------------------------------------------------------------- state
 
-_RAW_PRINTER = AuthorsLatexPrinter()
+class _MemoLatexPrinter(AuthorsLatexPrinter):
+    """:class:`AuthorsLatexPrinter` that prints each distinct sub-expression once.
+
+    A candidate is mostly made of sub-expressions printed before (the equation it was made from,
+    the operand), and printing a node prints all of its sub-expressions again. The printer's text
+    for an expression is a function of the expression alone (its settings are fixed when it is
+    made and it keeps no state while printing), so the text of every SymPy object printed without
+    keyword arguments is kept, keyed by the object (SymPy equality: structural, type-aware, so
+    ``Float(1.0)`` and ``Integer(1)`` are different keys). Calls with keyword arguments (a
+    function printed as the base of a power gets ``exp=``) and non-SymPy objects (Python's
+    ``1 == True``) are printed as usual. ``tests/test_generate.py`` checks it against the plain
+    printer on real candidates and all their sub-expressions.
+    """
+
+    MAX_MEMO = 50_000  # entries; the memo is emptied when full (it pays within a derivation)
+
+    def __init__(self):
+        super().__init__()
+        self._memo: dict = {}
+
+    def _print(self, expr, **kwargs) -> str:
+        if kwargs or not isinstance(expr, sp.Basic):
+            return super()._print(expr, **kwargs)
+        text = self._memo.get(expr)
+        if text is None:
+            text = super()._print(expr)
+            if len(self._memo) >= self.MAX_MEMO:
+                self._memo.clear()
+            self._memo[expr] = text
+        return text
+
+
+_RAW_PRINTER = _MemoLatexPrinter()
 
 
 def raw_latex(expr: sp.Basic) -> str:
     """Uncleaned LaTeX (with ``\\left``/``\\right``), what the authors' 350-character filter measured.
 
     SymPy prints an equation as ``"<lhs> = <rhs>"`` with each side printed on its own, so the
-    sides are printed (and cached) separately: most candidates share a side with an equation
-    printed before (a substitution rewrites one side, a rejected proposal is often retried).
+    sides are printed separately, each (and each of its sub-expressions) once:
+    :class:`_MemoLatexPrinter`.
     """
     if isinstance(expr, sp.Equality):
-        return f"{_raw_latex_cached(expr.lhs)} = {_raw_latex_cached(expr.rhs)}"
-    return _raw_latex_cached(expr)
-
-
-@functools.lru_cache(maxsize=16384)
-def _raw_latex_cached(expr: sp.Basic) -> str:
+        return f"{_RAW_PRINTER.doprint(expr.lhs)} = {_RAW_PRINTER.doprint(expr.rhs)}"
     return _RAW_PRINTER.doprint(expr)
 
 

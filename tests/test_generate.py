@@ -11,7 +11,7 @@ import sympy as sp
 from derivlib import config as cfg
 from derivlib import generate as gen
 from derivlib import rules
-from derivlib.derivation import from_srepr, normalise_annotation
+from derivlib.derivation import AuthorsLatexPrinter, from_srepr, normalise_annotation
 from derivlib.verify import verify_record, verify_steps
 
 N = 12
@@ -230,11 +230,29 @@ def test_fast_read_back_and_printing_equal_the_plain_ones():
                sp.Eq(f(x) + 1, f(x), evaluate=False)]
     candidates = _candidates(6) + made_up
     assert len(candidates) > 50
+    printer = AuthorsLatexPrinter()
     for eq in candidates:
         plain = from_srepr(sp.srepr(eq))
         fast = gen.read_back(eq)
         assert fast == plain and sp.srepr(fast) == sp.srepr(plain), eq
         if isinstance(plain, sp.Equality):
-            assert gen.raw_latex(eq) == gen._RAW_PRINTER.doprint(eq)
+            assert gen.raw_latex(eq) == printer.doprint(eq)
     assert gen.read_back(made_up[0]).lhs == -2 * x
     assert gen.read_back(made_up[1]) == sp.false and gen.read_back(made_up[2]) == sp.false
+
+
+def test_memo_printer_prints_every_sub_expression_as_the_plain_printer():
+    candidates = _candidates(8)  # fills the generator's printer memo, as generation does
+    plain, fresh = AuthorsLatexPrinter(), gen._MemoLatexPrinter()
+    x = sp.Symbol("x")
+    f = sp.Function("f")
+    # keys SymPy tells apart though Python might not; a function as a power's base (exp=)
+    tricky = [sp.Integer(1), sp.Float(1.0), sp.Float("1.0", 30), sp.true, sp.Rational(1, 2),
+              sp.Float(0.5), f(x) ** 2, sp.sin(x) ** 2, sp.Derivative(f(x) ** 2, x)]
+    nodes = list(dict.fromkeys(node for eq in candidates for node in sp.preorder_traversal(eq)))
+    assert len(nodes) > 250
+    for node in nodes + tricky:
+        expected = plain.doprint(node)
+        assert gen._RAW_PRINTER.doprint(node) == expected, node
+        assert fresh.doprint(node) == expected, node
+    assert fresh.doprint(sp.Float(1.0)) != fresh.doprint(sp.Integer(1))
