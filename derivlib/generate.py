@@ -677,11 +677,20 @@ def _check_workers(workers: int) -> None:
 
 
 def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = None,
-                  chunk_dir: Path | str | None = None, chunk_size: int = MAX_CHUNK) -> Iterator[dict]:
-    """Per-index outcomes in index order, computed ``workers`` chunks at a time.
+                  chunk_dir: Path | str | None = None, chunk_size: int = MAX_CHUNK,
+                  n: int | None = None) -> Iterator[dict]:
+    """Per-index outcomes in index order.
+
+    Indices are computed in chunks of at most ``chunk_size``, handed to the ``workers`` processes
+    one at a time as each becomes free (no process waits for another's chunk) and yielded in
+    order. With ``n``, the records wanted, the first batch of chunks covers exactly ``n`` indices
+    and each later one as many indices as records are still missing (an index gives at most one
+    record; abandoned derivations leave a few missing), so no index is computed that is not
+    needed; without ``n``, batches of ``workers`` chunks follow each other forever.
 
     With ``chunk_dir``, each finished chunk is saved atomically as ``chunk-<start>-<stop>.jsonl``
-    and reused when present, so an interrupted run resumes where it stopped.
+    and reused when present, so an interrupted run resumes where it stopped (the chunks of a run
+    are the same every time: they follow from ``n``, ``chunk_size`` and the outcomes).
     """
     from joblib import Parallel, delayed
 
@@ -691,24 +700,33 @@ def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = 
     if chunk_dir is not None:
         chunk_dir = Path(chunk_dir)
         chunk_dir.mkdir(parents=True, exist_ok=True)
-        chunk_path = lambda start: chunk_dir / f"chunk-{start:09d}-{start + chunk_size:09d}.jsonl"  # noqa: E731
-    parallel = Parallel(n_jobs=workers) if workers > 1 else None
-    start = 0
-    while True:
-        starts = [start + k * chunk_size for k in range(workers)]
-        cached = {s: cfg.read_jsonl(chunk_path(s)) for s in starts if chunk_path and chunk_path(s).exists()}
-        todo = [s for s in starts if s not in cached]
+        chunk_path = lambda bounds: chunk_dir / "chunk-{:09d}-{:09d}.jsonl".format(*bounds)  # noqa: E731
+    parallel = Parallel(n_jobs=workers, batch_size=1, return_as="generator") if workers > 1 else None
+    start, records = 0, 0
+    while n is None or records < n:
+        span = workers * chunk_size if n is None else n - records
+        chunks = [(a, min(a + chunk_size, start + span)) for a in range(start, start + span, chunk_size)]
+        cached = {c: cfg.read_jsonl(chunk_path(c)) for c in chunks if chunk_path and chunk_path(c).exists()}
+        todo = [c for c in chunks if c not in cached]
         if parallel is not None and len(todo) > 1:
-            results = parallel(delayed(_generate_range)(seed, s, s + chunk_size, config) for s in todo)
+            computed = iter(parallel(delayed(_generate_range)(seed, a, b, config) for a, b in todo))
         else:
-            results = [_generate_range(seed, s, s + chunk_size, config) for s in todo]
-        for s, outcomes in zip(todo, results):
-            if chunk_path:
-                cfg.write_jsonl(chunk_path(s), outcomes)
-            cached[s] = outcomes
-        for s in starts:
-            yield from cached[s]
-        start += workers * chunk_size
+            computed = (_generate_range(seed, a, b, config) for a, b in todo)
+        left = len(todo)
+        for c in chunks:
+            outcomes = cached.get(c)
+            if outcomes is None:
+                outcomes = next(computed)
+                left -= 1
+                if left == 0:
+                    for _ in computed:  # let joblib end its generator before a consumer stops early
+                        pass
+                if chunk_path:
+                    cfg.write_jsonl(chunk_path(c), outcomes)
+            for outcome in outcomes:
+                records += outcome["record"] is not None
+                yield outcome
+        start += span
 
 
 def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | None = None,
@@ -725,7 +743,7 @@ def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | 
     config.check()
     records: list[dict] = []
     rejections: Counter = Counter()
-    for outcome in iter_outcomes(seed, workers, config, chunk_dir, chunk_size_for(n)):
+    for outcome in iter_outcomes(seed, workers, config, chunk_dir, chunk_size_for(n), n):
         rejections.update(outcome["rejections"])
         if outcome["record"] is not None:
             records.append(outcome["record"])

@@ -192,6 +192,34 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert resumed == full and counts_again == counts
 
 
+def test_only_the_indices_needed_are_computed(monkeypatch):
+    # with 4 rejections allowed most derivations are abandoned: each batch after the first covers
+    # just as many indices as records are still missing, and nothing past the last record
+    config = gen.make_config(max_rejections=4)
+    computed = []
+    original = gen._generate_range
+
+    def spy(seed, start, stop, config):
+        computed.extend(range(start, stop))
+        return original(seed, start, stop, config)
+
+    monkeypatch.setattr(gen, "_generate_range", spy)
+    records, rejections = gen.generate(12, seed=0, workers=1, config=config)
+    assert len(records) == 12 and rejections["abandoned_derivation"] > 12
+    assert computed == list(range(records[-1]["index"] + 1))
+
+
+def test_two_workers_and_resumption_agree_when_derivations_are_abandoned(tmp_path):
+    config = gen.make_config(max_rejections=4)
+    one = gen.generate(12, seed=0, workers=1, config=config)
+    chunks = tmp_path / "chunks"
+    assert gen.generate(12, seed=0, workers=2, config=config, chunk_dir=chunks) == one
+    files = sorted(chunks.iterdir())
+    assert len(files) > 2
+    files[len(files) // 2].unlink()  # as if killed while that chunk was computed
+    assert gen.generate(12, seed=0, workers=2, config=config, chunk_dir=chunks) == one
+
+
 def test_notebook_stage_resumes_and_loads(isolated_data):
     namespace = {"n_derivations": 9, "seed": 0, "workers": 1, "profile": "tiny"}
     run = gen.open_run(namespace)
