@@ -157,16 +157,22 @@ def make_config(**values) -> GeneratorConfig:
     return cfg.validate(GeneratorConfig, values)
 
 
-# ----------------------------------------------------------------------------------- assumptions
+# ----------------------------------------------------------------------------------- SymPy
 
-# ``sympy.core.assumptions`` the attribute is a function; the module is only in sys.modules.
+# Two of SymPy's internal functions, replaced while generating by faster ones that give the same
+# answers (:func:`fast_sympy`). ``sympy.core.assumptions`` the attribute is a function; the
+# modules themselves are in sys.modules.
 _SYMPY_ASSUMPTIONS = sys.modules["sympy.core.assumptions"]
+_SYMPY_BASIC = sys.modules["sympy.core.basic"]
 _STOCK_ASK = _SYMPY_ASSUMPTIONS._ask
-#: sha256 of the source of SymPy 1.14.0's ``_ask``, the function :func:`_ask_memo` extends. With
-#: any other source (another SymPy), :func:`memoised_assumptions` leaves SymPy's own in place.
-STOCK_ASK_SHA256 = "fbf4c4060f257a9b435bc0f812609e8c8e57237a6917e8c1ef3a5f4834aaf3e2"
-_memo_lock = threading.Lock()
-_memo_depth = 0
+_STOCK_ARESAME = _SYMPY_BASIC._aresame
+#: sha256 of the sources of SymPy 1.14.0's ``_ask`` and ``_aresame`` (``Basic.is_same``), the
+#: functions that :func:`_ask_memo` and :func:`_aresame_fast` stand in for. With any other source
+#: (another SymPy), :func:`fast_sympy` leaves SymPy's own in place.
+STOCK_SHA256 = {"_ask": "fbf4c4060f257a9b435bc0f812609e8c8e57237a6917e8c1ef3a5f4834aaf3e2",
+                "_aresame": "19997e4074bd933bac1109289aad9b5f587682b0420778523d34ea862e251b48"}
+_fast_lock = threading.Lock()
+_fast_depth = 0
 
 
 def _ask_memo(fact, obj):
@@ -188,7 +194,7 @@ def _ask_memo(fact, obj):
     from their values, and SymPy's handlers are consistent with its rules, the premise on which
     SymPy itself checks facts in random order (``shuffle`` below; sympy PR #22557). The outputs
     are unchanged: the generated files are byte-identical with and without it, and
-    ``tests/test_assumption_memo.py`` compares every fact and ``Eq`` decision of real candidates
+    ``tests/test_fast_sympy.py`` compares every fact and ``Eq`` decision of real candidates
     with plain SymPy's.
     """
     assumptions = obj._assumptions
@@ -223,34 +229,64 @@ def _ask_memo(fact, obj):
     return None
 
 
+def _aresame_fast(a, b) -> bool:
+    """SymPy's ``_aresame(a, b)`` (``Basic.is_same``: the same tree, node for node, each pair
+    ``==`` and of one class), without walking both trees when the answer is certain.
+
+    ``subs`` asks it at every node, of the node and the pattern (almost always different: their
+    hashes differ) and of each argument before and after substitution (almost always the same
+    object). For SymPy objects, ``a is b`` gives True (``==`` is reflexive for every SymPy class),
+    and different hashes give False (``is_same`` requires ``a == b``, and equal objects hash
+    equally); everything else is left to ``is_same``.
+    """
+    if isinstance(a, sp.Basic) and isinstance(b, sp.Basic):
+        if a is b:
+            return True
+        if hash(a) != hash(b):
+            return False
+    return _STOCK_ARESAME(a, b)
+
+
+#: (module, name, SymPy's function, its replacement)
+_REPLACEMENTS = ((_SYMPY_ASSUMPTIONS, "_ask", _STOCK_ASK, _ask_memo),
+                 (_SYMPY_BASIC, "_aresame", _STOCK_ARESAME, _aresame_fast))
+
+
 @functools.lru_cache(maxsize=1)
-def _stock_ask_is_known() -> bool:
+def _stock_is_known() -> bool:
+    """True when SymPy's functions are the ones the replacements were derived from."""
     import hashlib
     import inspect
-    try:
-        source = inspect.getsource(_STOCK_ASK)
-    except (OSError, TypeError):
-        return False
-    return hashlib.sha256(source.encode()).hexdigest() == STOCK_ASK_SHA256
+    for _, name, stock, _ in _REPLACEMENTS:
+        try:
+            source = inspect.getsource(stock)
+        except (OSError, TypeError):
+            return False
+        if hashlib.sha256(source.encode()).hexdigest() != STOCK_SHA256[name]:
+            return False
+    return True
 
 
 @contextlib.contextmanager
-def memoised_assumptions():
-    """Within this block SymPy's assumption queries run :func:`_ask_memo` (same answers, each
-    handler run once per node). Re-entrant and thread-safe; SymPy's own ``_ask`` is restored when
-    the outermost block ends. Does nothing with a SymPy whose ``_ask`` is not the one extended."""
-    global _memo_depth
-    with _memo_lock:
-        if _memo_depth == 0 and _stock_ask_is_known():
-            _SYMPY_ASSUMPTIONS._ask = _ask_memo
-        _memo_depth += 1
+def fast_sympy():
+    """Within this block SymPy runs :func:`_ask_memo` for its assumption queries (same answers,
+    each handler run once per node) and :func:`_aresame_fast` in ``subs`` (same answers, no tree
+    walk when certain). Re-entrant and thread-safe; SymPy's own functions are restored when the
+    outermost block ends. Does nothing with a SymPy whose functions are not the ones replaced."""
+    global _fast_depth
+    with _fast_lock:
+        if _fast_depth == 0 and _stock_is_known():
+            for module, name, _, fast in _REPLACEMENTS:
+                setattr(module, name, fast)
+        _fast_depth += 1
     try:
         yield
     finally:
-        with _memo_lock:
-            _memo_depth -= 1
-            if _memo_depth == 0:
-                _SYMPY_ASSUMPTIONS._ask = _STOCK_ASK
+        with _fast_lock:
+            _fast_depth -= 1
+            if _fast_depth == 0:
+                for module, name, stock, _ in _REPLACEMENTS:
+                    setattr(module, name, stock)
 
 
 # ----------------------------------------------------------------------------------- state
@@ -620,7 +656,7 @@ def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
     config = config or DEFAULT_CONFIG
     rejections = Counter() if rejections is None else rejections
     rng = cfg.item_rng(seed, index, "generate")
-    with memoised_assumptions():
+    with fast_sympy():
         chain = _generate_steps(rng, config, rejections)
     if chain is None:
         return None
@@ -644,7 +680,7 @@ def next_step(steps: Sequence[Sequence], rng: random.Random,
     if not steps:
         raise ValueError("next_step needs at least one step to extend")
     state = _State([from_srepr(s) for _, s in steps], [annotation_internal(a) for a, _ in steps])
-    with memoised_assumptions():
+    with fast_sympy():
         for _ in range(config.max_rejections):
             try:
                 eq, annotation = _propose(state, rng, config)

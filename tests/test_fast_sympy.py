@@ -1,4 +1,4 @@
-"""The generator's memo of undecided assumption facts (generate._ask_memo) gives SymPy's answers."""
+"""The generator's stand-ins for SymPy internals (generate.fast_sympy) give SymPy's answers."""
 import contextlib
 import json
 import subprocess
@@ -13,26 +13,28 @@ from derivlib import generate as gen
 from derivlib.derivation import from_srepr
 
 ASSUMPTIONS = sys.modules["sympy.core.assumptions"]
+BASIC = sys.modules["sympy.core.basic"]
 FACTS = sorted(ASSUMPTIONS._assume_defined)
 
 
-def test_the_extended_function_is_sympys_own():
-    # a SymPy upgrade changes _ask's source: then the memo is off until _ask_memo is re-derived
-    assert gen._stock_ask_is_known(), "sympy.core.assumptions._ask changed: re-derive _ask_memo"
-    assert ASSUMPTIONS._ask is gen._STOCK_ASK
-    with gen.memoised_assumptions():
-        assert ASSUMPTIONS._ask is gen._ask_memo
-        with gen.memoised_assumptions():
+def test_the_replaced_functions_are_sympys_own():
+    # a SymPy upgrade changes their source: then nothing is replaced until the stand-ins are
+    # re-derived from the new code
+    assert gen._stock_is_known(), "SymPy's _ask or _aresame changed: re-derive generate.fast_sympy"
+    assert ASSUMPTIONS._ask is gen._STOCK_ASK and BASIC._aresame is gen._STOCK_ARESAME
+    with gen.fast_sympy():
+        assert ASSUMPTIONS._ask is gen._ask_memo and BASIC._aresame is gen._aresame_fast
+        with gen.fast_sympy():
             assert ASSUMPTIONS._ask is gen._ask_memo
-        assert ASSUMPTIONS._ask is gen._ask_memo
-    assert ASSUMPTIONS._ask is gen._STOCK_ASK
+        assert ASSUMPTIONS._ask is gen._ask_memo and BASIC._aresame is gen._aresame_fast
+    assert ASSUMPTIONS._ask is gen._STOCK_ASK and BASIC._aresame is gen._STOCK_ARESAME
 
 
-def test_memo_is_restored_after_an_error():
+def test_sympy_is_restored_after_an_error():
     with pytest.raises(RuntimeError):
-        with gen.memoised_assumptions():
+        with gen.fast_sympy():
             raise RuntimeError
-    assert ASSUMPTIONS._ask is gen._STOCK_ASK
+    assert ASSUMPTIONS._ask is gen._STOCK_ASK and BASIC._aresame is gen._STOCK_ARESAME
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +70,7 @@ def _answers(pairs, memo: bool, decide_first: bool):
     objects, in one of two orders."""
     clear_cache()  # the nodes built below are new objects, with no fact known
     out = []
-    with gen.memoised_assumptions() if memo else contextlib.nullcontext():
+    with gen.fast_sympy() if memo else contextlib.nullcontext():
         for lhs_text, rhs_text in pairs:
             lhs, rhs = from_srepr(lhs_text), from_srepr(rhs_text)
             # the sides, their difference, and every node below them
@@ -96,11 +98,30 @@ def test_memo_answers_every_query_as_sympy_does(candidate_sides):
 
 
 def test_generation_is_the_same_without_the_memo():
-    # a fresh interpreter with SymPy's own _ask throughout
+    # a fresh interpreter with SymPy's own functions throughout
     code = ("import json, sys; from derivlib import generate as g; "
-            "g._stock_ask_is_known = lambda: False; "
+            "g._stock_is_known = lambda: False; "
             "print(json.dumps(g.generate(12, seed=2, workers=1)))")
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     plain = json.loads(done.stdout)
     memo = json.loads(json.dumps(gen.generate(12, seed=2, workers=1)))
     assert memo == plain
+
+
+def test_aresame_stand_in_answers_as_is_same(candidate_sides):
+    # every pair of nodes of 60 candidates, and the same nodes rebuilt as other objects
+    pairs = candidate_sides[:60]
+    nodes = list(dict.fromkeys(n for pair in pairs for text in pair
+                               for n in sp.preorder_traversal(from_srepr(text))))
+    clear_cache()
+    rebuilt = [from_srepr(sp.srepr(n)) for n in nodes]
+    assert sum(a is not b for a, b in zip(nodes, rebuilt)) > 30
+    tricky = [sp.Integer(2), sp.Float(2.0), sp.Rational(1, 2), sp.Float(0.5), sp.Float("0.5", 30),
+              sp.true, sp.Integer(1), sp.nan, sp.oo, sp.Tuple(1, 2), sp.Tuple(sp.Integer(1), 2.0)]
+    everything = nodes + rebuilt + tricky
+    checked = 0
+    for a in everything + tricky:
+        for b in everything:
+            assert gen._aresame_fast(a, b) == sp.Basic.is_same(a, b), (a, b)
+            checked += 1
+    assert checked > 100_000  # pairs
