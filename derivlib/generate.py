@@ -38,9 +38,14 @@ comparison since every released static prompt needs one (released: 10.5% / 9.0%,
 accepted for ~9% of its draws: the chosen equation usually has nothing to evaluate, and the
 unchanged equation is rejected as already present, as in the authors' code.
 
-Speed: about 37% of the CPU time is SymPy's ``Eq`` decision (``is_eq``'s assumption queries on
-new nodes) and 15-20% integration, both part of the algorithm; ``benchmarks/generate.py``
-measures the rest.
+Speed (``benchmarks/generate.py``): while generating, two SymPy internals are replaced by
+stand-ins that give the same answers faster (:func:`fast_sympy`: assumption queries record the
+facts they could not decide, so each handler runs once per node; ``subs``'s sameness test skips
+the tree walk when identity or hashes decide it), and the LaTeX printer prints each distinct
+sub-expression once; outputs are byte-identical to SymPy's own. Of what remains, about a quarter
+of the CPU time is integration, a fifth SymPy's ``Eq`` decision on the new nodes of each
+candidate and a sixth substitution, all part of the algorithm. Chunks go to worker processes as
+they free up, and no index past the last record needed is computed.
 
 Parallelism uses joblib. To run on a cluster, switch its backend without touching this code::
 
