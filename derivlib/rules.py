@@ -21,6 +21,7 @@ from typing import Sequence
 import sympy as sp
 from sympy.core.function import UndefinedFunction
 from sympy.integrals.risch import NonElementaryIntegral
+from sympy.printing.str import StrPrinter
 
 from .symbols import SYMBOLS
 
@@ -275,16 +276,54 @@ def get_premise(rng: random.Random, symbols: Sequence[sp.Symbol] = SYMBOLS) -> s
     return equation(sp.Function(lhs_name.name)(*sorted_symbols(rhs)), rhs)
 
 
+class _MemoStrPrinter(StrPrinter):
+    """``str`` of SymPy objects (``sstr(expr, order=None)``), each distinct sub-expression printed
+    once.
+
+    :func:`renaming_premise` asks for the ``str`` of every sub-expression of a derivation, and
+    printing one prints all of its own sub-expressions again. The printer's text for an object is
+    a function of the object, except a Float's: one printed at the top keeps its trailing zeros,
+    one inside another object drops them. So Floats (and calls with keyword arguments, and
+    non-SymPy objects) are printed as usual and every other object's text is kept: a Float
+    inside it is always printed inside. ``tests/test_rules.py`` checks it against ``str``.
+    """
+
+    MAX_MEMO = 50_000  # entries; emptied when full
+
+    def __init__(self):
+        super().__init__({"order": None})
+        self._memo: dict = {}
+
+    def _print(self, expr, **kwargs) -> str:
+        if kwargs or not isinstance(expr, sp.Basic) or isinstance(expr, sp.Float):
+            return super()._print(expr, **kwargs)
+        text = self._memo.get(expr)
+        if text is None:
+            text = super()._print(expr)
+            if len(self._memo) >= self.MAX_MEMO:
+                self._memo.clear()
+            self._memo[expr] = text
+        return text
+
+
+_STR_PRINTER = _MemoStrPrinter()
+
+
+def _str(expr: sp.Basic) -> str:
+    """``str(expr)``, printing each distinct sub-expression once (:class:`_MemoStrPrinter`)."""
+    return _STR_PRINTER.doprint(expr)
+
+
 def renaming_premise(equations: Sequence[sp.Basic], rng: random.Random,
                      symbols: Sequence[sp.Symbol] = SYMBOLS, attempts: int = 100):
     """A new function defined as an existing sub-expression, or None after ``attempts`` tries."""
     elements: dict[sp.Basic, None] = {}
     for eq in equations:
         elements.update(dict.fromkeys(equation_elements(eq)))
-    candidates = [e for e in elements if e.free_symbols and len(str(e)) > 1]
+    candidates = [e for e in elements if e.free_symbols and len(_str(e)) > 1]
     if not candidates:
         return None
-    existing = " ".join(str(eq) for eq in equations)
+    existing = " ".join(_str(eq) for eq in equations)
     for _ in range(attempts):
         rhs = rng.choice(candidates)
         free = sorted_symbols(rhs)
