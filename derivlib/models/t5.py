@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from .. import baseline, config
+from .. import augment, baseline, config
 from ..config import ParameterError
 from ..derivation import JOIN, split_equations
 from . import tokenization
@@ -31,6 +31,9 @@ SCRATCH = "scratch"
 SET_FILES = ("train", "dev", "static", "VR", "EE", "AG", "SR")
 TEST_SETS = ("static", "VR", "EE", "AG", "SR")
 REQUIRED_FIELDS = ("id", "prompt", "derivation")
+#: "auto": bf16 mixed precision where the hardware computes in bf16 (a CUDA GPU that supports
+#: it, or a CPU with AVX-512 BF16/AMX, where it measured 1.4x faster training), else fp32.
+PRECISIONS = ("auto", "bf16", "fp32")
 #: Opt-in to hub downloads; by default a hub id must already be in the local cache.
 DOWNLOAD_ENV = "DERIVLIB_HUB_DOWNLOAD"
 
@@ -56,16 +59,21 @@ class TrainParams:
     warmup_ratio: float = 0.05
     max_length: int = 1024
     max_train_items: int = 0
+    sub_derivations: bool = False
     max_dev_items: int = 20
     eval_num_beams: int = 1
     eval_repetition_penalty: float = 1.0
     checkpoint_every: int = 0
     length_grouping: bool = True
+    precision: str = "auto"
     log_every: int = 20
     seed: int = 42
     workers: int = 2
 
     def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ParameterError(f"parameter 'precision' must be one of {', '.join(PRECISIONS)}, "
+                                 f"got {self.precision!r}")
         positive = ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "epochs",
                     "batch_size", "max_length", "eval_num_beams", "log_every", "workers")
         for name in positive:
@@ -326,6 +334,14 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
     dev_items = load_set(sets_dir, "dev")
     if params.max_train_items:
         train_items = train_items[: params.max_train_items]
+    augmented = {}
+    if params.sub_derivations:
+        held_out = [t for name in SET_FILES if name != "train"
+                    for it in load_set(sets_dir, name) for t in (it["prompt"], it["derivation"])]
+        try:
+            train_items, augmented = augment.with_sub_derivations(train_items, held_out)
+        except ValueError as err:
+            raise ParameterError(f"parameter 'sub_derivations': {err}") from None
     if params.max_dev_items:
         dev_items = dev_items[: params.max_dev_items]
 
@@ -335,6 +351,7 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
     set_cpu_threads(params.workers)
     from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
                               Seq2SeqTrainingArguments, T5ForConditionalGeneration)
+    from transformers.trainer_callback import PrinterCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     checkpoints = run.path("checkpoints")
@@ -358,7 +375,8 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
     run.log(f"{len(train_rows)} training and {len(dev_rows)} dev items "
             f"({train_too_long + dev_too_long} longer than {params.max_length} tokens dropped); "
             f"vocabulary {len(tokenizer)}" + (f", added characters {''.join(added)}" if added else "")
-            + f"; {sum(p.numel() for p in model.parameters()):,} parameters")
+            + f"; {sum(p.numel() for p in model.parameters()):,} parameters"
+            + (f"; {augmented['sub_derivations']} of the training items are sub-derivations" if augmented else ""))
 
     longest_dev_target = max(len(r["labels"]) for r in dev_rows)
     # Decoding dev with an early, babbling model up to max_length would dominate a CPU epoch:
@@ -366,7 +384,7 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
     dev_generation = _generation_config(tokenizer, params.eval_num_beams, params.eval_repetition_penalty,
                                         min(params.max_length, longest_dev_target + 16))
     strategy = "steps" if params.checkpoint_every else "epoch"
-    bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    bf16 = use_bf16(params.precision)
     args = _training_arguments(Seq2SeqTrainingArguments, checkpoints, params, strategy,
                                dev_generation, bf16)
 
@@ -389,6 +407,8 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         processing_class=tokenizer, compute_metrics=compute_metrics,
         callbacks=[_progress_callback(run), *(callbacks or [])])
+    # Without tqdm the Trainer prints every log dict; RunLogCallback already writes a readable line
+    trainer.remove_callback(PrinterCallback)
     if last is not None:
         run.log(f"resuming from {Path(last).name}")
     started = time.perf_counter()
@@ -409,6 +429,7 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
     evals = [h for h in history if "eval_loss" in h]
     summary = {
         "model": model_label(params.model), "train_items": len(train_rows), "dev_items": len(dev_rows),
+        "sub_derivations": augmented.get("sub_derivations", 0),
         "dropped_too_long": train_too_long + dev_too_long, "vocabulary": len(tokenizer),
         "added_characters": added, "parameters": sum(p.numel() for p in model.parameters()),
         "steps": trainer.state.global_step, "resumed_from": Path(last).name if last else None,
@@ -442,7 +463,7 @@ def _training_arguments(cls, checkpoints: Path, params: TrainParams, strategy: s
         greater_is_better=True, predict_with_generate=True, generation_config=generation,
         logging_strategy="steps", logging_steps=params.log_every, logging_first_step=True,
         include_num_input_tokens_seen="non_padding", bf16=bf16, report_to="none",
-        disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=bf16 or _cuda())
+        disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=_cuda(), use_cpu=not _cuda())
 
 
 # ----------------------------------------------------------------------------------- decoding
@@ -558,6 +579,17 @@ def show_samples(samples: list[dict]):
                       f"| reference | model |\n|---|---|\n"
                       f"| {as_math(sample['reference'])} | {as_math(sample['prediction'])} |\n")
     return Markdown("\n\n".join(blocks))
+
+
+def use_bf16(precision: str) -> bool:
+    """Whether to train in bf16 mixed precision (see :data:`PRECISIONS`)."""
+    import torch
+
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _cuda() -> bool:
