@@ -176,13 +176,16 @@ _STOCK_ARESAME = _SYMPY_BASIC._aresame
 #: (another SymPy), :func:`fast_sympy` leaves SymPy's own in place.
 STOCK_SHA256 = {"_ask": "fbf4c4060f257a9b435bc0f812609e8c8e57237a6917e8c1ef3a5f4834aaf3e2",
                 "_aresame": "19997e4074bd933bac1109289aad9b5f587682b0420778523d34ea862e251b48"}
+#: The facts that can decide each fact, in a fixed order (SymPy's ``_assume_rules.prereq``).
+_PREREQUISITES = {fact: tuple(sorted(facts))
+                  for fact, facts in _SYMPY_ASSUMPTIONS._assume_rules.prereq.items()}
 _fast_lock = threading.Lock()
 _fast_depth = 0
 
 
 def _ask_memo(fact, obj):
-    """SymPy 1.14.0's ``assumptions._ask`` (every statement unchanged), which also records the
-    facts it could not determine.
+    """SymPy 1.14.0's ``assumptions._ask``, which also records the facts it could not determine,
+    and tries them in a fixed order instead of a shuffled one.
 
     SymPy answers ``obj.is_<fact>`` with a breadth-first search over the facts that can decide
     it (``prereq``), running each one's handler and deducing from every value found; an
@@ -197,7 +200,9 @@ def _ask_memo(fact, obj):
     fact gives: the search already ran every handler a direct query would run (the prerequisites
     of each visited fact are visited, skipping only facts already known) and deduced everything
     from their values, and SymPy's handlers are consistent with its rules, the premise on which
-    SymPy itself checks facts in random order (``shuffle`` below; sympy PR #22557). The outputs
+    SymPy itself tries the facts in random order (it shuffles each fact's prerequisites, to
+    expose handlers that break the premise in its own tests; sympy PR #22557). The same premise
+    lets the prerequisites be tried here in a fixed order, without the shuffle's cost. The outputs
     are unchanged: the generated files are byte-identical with and without it, and
     ``tests/test_fast_sympy.py`` compares every fact and ``Eq`` decision of real candidates
     with plain SymPy's.
@@ -221,10 +226,10 @@ def _ask_memo(fact, obj):
         fact_value = assumptions.get(fact)
         if fact_value is not None:
             return fact_value
-        new_facts_to_check = list(_SYMPY_ASSUMPTIONS._assume_rules.prereq[fact_i] - facts_queued)
-        _SYMPY_ASSUMPTIONS.shuffle(new_facts_to_check)
-        facts_to_check.extend(new_facts_to_check)
-        facts_queued.update(new_facts_to_check)
+        for fact_j in _PREREQUISITES.get(fact_i, ()):
+            if fact_j not in facts_queued:
+                facts_queued.add(fact_j)
+                facts_to_check.append(fact_j)
     if fact in assumptions:
         return assumptions[fact]
     assumptions._tell(fact, None)
