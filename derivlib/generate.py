@@ -73,8 +73,8 @@ from sympy.core.relational import is_eq
 
 from . import config as cfg
 from . import rules
-from .derivation import (JOIN, AuthorsLatexPrinter, clean_latex, from_srepr, is_premise,
-                         normalise_annotation, to_srepr)
+from .derivation import (JOIN, AuthorsLatexPrinter, _CanonicalReprPrinter, clean_latex, from_srepr,
+                         is_premise, normalise_annotation, to_srepr)
 from .rules import TooExpensive
 from .symbols import SYMBOLS
 
@@ -301,24 +301,17 @@ def fast_sympy():
 
 # ----------------------------------------------------------------------------------- state
 
-class _MemoLatexPrinter(AuthorsLatexPrinter):
-    """:class:`AuthorsLatexPrinter` that prints each distinct sub-expression once.
-
-    A candidate is mostly made of sub-expressions printed before (the equation it was made from,
-    the operand), and printing a node prints all of its sub-expressions again. The printer's text
-    for an expression is a function of the expression alone (its settings are fixed when it is
-    made and it keeps no state while printing), so the text of every SymPy object printed without
-    keyword arguments is kept, keyed by the object (SymPy equality: structural, type-aware, so
-    ``Float(1.0)`` and ``Integer(1)`` are different keys). Calls with keyword arguments (a
-    function printed as the base of a power gets ``exp=``) and non-SymPy objects (Python's
-    ``1 == True``) are printed as usual. ``tests/test_generate.py`` checks it against the plain
-    printer on real candidates and all their sub-expressions.
-    """
+class _SubexpressionMemo:
+    """Mixin for a SymPy printer whose text for an object is a function of the object: each
+    distinct sub-expression is printed once and its text kept, keyed by the object (SymPy
+    equality: structural, type-aware, so ``Float(1.0)`` and ``Integer(1)`` are different keys).
+    Calls with keyword arguments (a function printed as the base of a power gets ``exp=``) and
+    non-SymPy objects (Python's ``1 == True``) are printed as usual."""
 
     MAX_MEMO = 50_000  # entries; the memo is emptied when full (it pays within a derivation)
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self._memo: dict = {}
 
     def _print(self, expr, **kwargs) -> str:
@@ -333,7 +326,34 @@ class _MemoLatexPrinter(AuthorsLatexPrinter):
         return text
 
 
+class _MemoLatexPrinter(_SubexpressionMemo, AuthorsLatexPrinter):
+    """:class:`AuthorsLatexPrinter` that prints each distinct sub-expression once.
+
+    A candidate is mostly made of sub-expressions printed before (the equation it was made from,
+    the operand), and printing a node prints all of its sub-expressions again. The LaTeX
+    printer's text for an expression is a function of the expression alone (its settings are
+    fixed when it is made and it keeps no state while printing). ``tests/test_generate.py``
+    checks it against the plain printer on real candidates and all their sub-expressions.
+    """
+
+
 _RAW_PRINTER = _MemoLatexPrinter()
+
+
+class _MemoReprPrinter(_SubexpressionMemo, _CanonicalReprPrinter):
+    """:func:`derivation.to_srepr`'s printer, printing each distinct sub-expression once: the
+    equations of a derivation share most of their sub-expressions, and that printer's text is a
+    function of the expression (equal symbols print alike: its purpose). ``tests/test_generate.py``
+    checks it against ``to_srepr``.
+    """
+
+
+_SREPR_PRINTER = _MemoReprPrinter()
+
+
+def _srepr(expr: sp.Basic) -> str:
+    """``to_srepr(expr)``, each distinct sub-expression printed once (:class:`_MemoReprPrinter`)."""
+    return _SREPR_PRINTER.doprint(expr)
 
 
 def raw_latex(expr: sp.Basic) -> str:
@@ -609,7 +629,7 @@ def _operand_json(operand):
     # as an int, everything else as its srepr.
     if isinstance(operand, sp.Integer) and str(operand) in string.digits:
         return int(operand)
-    return to_srepr(operand)
+    return _srepr(operand)
 
 
 def annotation_json(annotation):
@@ -670,7 +690,7 @@ def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
         chain = _generate_steps(rng, config, rejections)
     if chain is None:
         return None
-    steps = [[annotation_json(a), to_srepr(eq)] for eq, a in chain]
+    steps = [[annotation_json(a), _srepr(eq)] for eq, a in chain]
     # derivation.steps_to_record's format, printed from the equations in hand (each is its
     # srepr's read-back) instead of parsing the srepr strings again
     equations = [clean_latex(raw_latex(eq)) for eq, _ in chain]
@@ -696,7 +716,7 @@ def next_step(steps: Sequence[Sequence], rng: random.Random,
                 eq, annotation = _propose(state, rng, config)
             except Rejected:
                 continue
-            return [annotation_json(annotation), to_srepr(eq)]
+            return [annotation_json(annotation), _srepr(eq)]
     return None
 
 

@@ -11,7 +11,7 @@ import sympy as sp
 from derivlib import config as cfg
 from derivlib import generate as gen
 from derivlib import rules
-from derivlib.derivation import AuthorsLatexPrinter, from_srepr, normalise_annotation
+from derivlib.derivation import AuthorsLatexPrinter, from_srepr, normalise_annotation, to_srepr
 from derivlib.verify import verify_record, verify_steps
 
 N = 12
@@ -269,7 +269,7 @@ def test_fast_read_back_and_printing_equal_the_plain_ones():
     assert gen.read_back(made_up[1]) == sp.false and gen.read_back(made_up[2]) == sp.false
 
 
-def test_memo_printer_prints_every_sub_expression_as_the_plain_printer():
+def test_memo_printers_print_every_sub_expression_as_the_plain_printers():
     candidates = _candidates(8)  # fills the generator's printer memo, as generation does
     plain, fresh = AuthorsLatexPrinter(), gen._MemoLatexPrinter()
     x = sp.Symbol("x")
@@ -284,3 +284,10 @@ def test_memo_printer_prints_every_sub_expression_as_the_plain_printer():
         assert gen._RAW_PRINTER.doprint(node) == expected, node
         assert fresh.doprint(node) == expected, node
     assert fresh.doprint(sp.Float(1.0)) != fresh.doprint(sp.Integer(1))
+    # the srepr printer too, with symbols that are equal but were made with other assumptions
+    fresh_srepr = gen._MemoReprPrinter()
+    tricky += [sp.Symbol("a"), sp.Symbol("a", commutative=True), sp.Float("0.5", 30), sp.Dummy("d")]
+    for node in nodes + tricky:
+        expected = to_srepr(node)
+        assert gen._SREPR_PRINTER.doprint(node) == expected, node
+        assert fresh_srepr.doprint(node) == expected, node
