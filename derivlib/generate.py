@@ -42,10 +42,10 @@ Speed (``benchmarks/generate.py``): while generating, two SymPy internals are re
 stand-ins that give the same answers faster (:func:`fast_sympy`: assumption queries record the
 facts they could not decide, so each handler runs once per node; ``subs``'s sameness test skips
 the tree walk when identity or hashes decide it), and the LaTeX and srepr printers print each
-distinct sub-expression once; outputs are byte-identical to SymPy's own. Of what remains, about a quarter
-of the CPU time is integration, a fifth SymPy's ``Eq`` decision on the new nodes of each
-candidate and a sixth substitution, all part of the algorithm. Chunks go to worker processes as
-they free up, and no index past the last record needed is computed.
+distinct sub-expression once; outputs are byte-identical to SymPy's own. Of what remains, about
+a quarter of the CPU time is integration, a fifth SymPy's ``Eq`` decision on the new nodes of
+each candidate and a sixth substitution, all part of the algorithm. Chunks go to worker
+processes as they free up, and no index past the last record needed is computed.
 
 Parallelism uses joblib. To run on a cluster, switch its backend without touching this code::
 
