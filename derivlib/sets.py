@@ -49,7 +49,7 @@ class SetsParams:
 
     derivations: str = "generate/smoke"  # run directory of 01_generate (or a derivations.jsonl)
     seed: int = 0
-    n_train: int = 1000  # train + dev; dev is dev_fraction of it (smoke sizes; see PAPER_SIZES)
+    n_train: int = 1800  # train + dev; dev is dev_fraction of it (smoke sizes; see PAPER_SIZES)
     dev_fraction: float = 0.05
     n_static: int = 200
     n_vr: int = 190

@@ -17,7 +17,7 @@ from derivlib.models import t5, tokenization
 FUNCTIONS = [r"\eta", r"\phi", r"\psi", "f"]
 SYMBOLS = ["x", "t", r"\theta", r"\mathbf{E}", "E_{n}", "a"]
 TINY = dict(d_model=32, d_ff=64, num_layers=1, num_heads=2, vocab_size=300, epochs=2,
-            batch_size=8, max_dev_items=4, log_every=2, learning_rate=3e-3)
+            batch_size=8, max_dev_items=4, log_every=2, learning_rate=3e-3, sub_derivations=False)
 
 
 def synthetic_item(rng: random.Random, index: int) -> dict:
