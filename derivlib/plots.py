@@ -41,7 +41,9 @@ def set_statistics(item_table):
     left.set_xlabel("equations per derivation")
     left.set_ylabel("share of the set's items (%)")
     left.set_title("Derivation length")
-    left.legend(title="set", fontsize=8, ncols=2)
+    # headroom above the tallest bar for the legend, which would otherwise hide bars
+    left.set_ylim(0, lengths["share"].max() * 1.45)
+    left.legend(title="set", fontsize=8, ncols=4, loc="upper center")
     data["intermediates"] = data["intermediates"].clip(upper=3).map({0: "0", 1: "1", 2: "2", 3: "3+"})
     shares = (data.groupby("set")["intermediates"].value_counts(normalize=True).mul(100)
               .unstack(fill_value=0).reindex(index=order, columns=["0", "1", "2", "3+"], fill_value=0))
