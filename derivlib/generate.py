@@ -539,7 +539,40 @@ def _check(state: _State, eq, annotation, config: GeneratorConfig) -> None:
 
 
 
+#: Python frames SymPy may use below the generator's own frame. ``subs`` on some candidates
+#: recurses without end (one crashed a 30,000-derivation run at the default limit); such a
+#: candidate is rejected like any other SymPy error. The limit is set relative to the frame that
+#: generates (:func:`_recursion_budget`), so a candidate is rejected or not whatever the caller's
+#: stack depth (a joblib worker's, a notebook's, pytest's): the output stays independent of how
+#: it is run.
+RECURSION_BUDGET = 1000
+
+
+def _stack_depth() -> int:
+    depth, frame = 0, sys._getframe(1)
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    return depth
+
+
+@contextlib.contextmanager
+def _recursion_budget(frames: int = RECURSION_BUDGET):
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(_stack_depth() + frames)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
+    try:
+        return _propose_unguarded(state, rng, config)
+    except RecursionError:
+        raise Rejected("sympy_error:RecursionError") from None
+
+
+def _propose_unguarded(state: _State, rng: random.Random, config: GeneratorConfig):
     name = _draw_operator(state, rng, config)
     try:
         eq, annotation = _apply(state, name, rng, config)
@@ -686,14 +719,15 @@ def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
     config = config or DEFAULT_CONFIG
     rejections = Counter() if rejections is None else rejections
     rng = cfg.item_rng(seed, index, "generate")
-    with fast_sympy():
-        chain = _generate_steps(rng, config, rejections)
-    if chain is None:
-        return None
-    steps = [[annotation_json(a), _srepr(eq)] for eq, a in chain]
-    # derivation.steps_to_record's format, printed from the equations in hand (each is its
-    # srepr's read-back) instead of parsing the srepr strings again
-    equations = [clean_latex(raw_latex(eq)) for eq, _ in chain]
+    with _recursion_budget():
+        with fast_sympy():
+            chain = _generate_steps(rng, config, rejections)
+        if chain is None:
+            return None
+        steps = [[annotation_json(a), _srepr(eq)] for eq, a in chain]
+        # derivation.steps_to_record's format, printed from the equations in hand (each is its
+        # srepr's read-back) instead of parsing the srepr strings again
+        equations = [clean_latex(raw_latex(eq)) for eq, _ in chain]
     return {"id": f"g{seed}-{index}", "seed": seed, "index": index, "srepr_derivation": steps,
             "equations": equations, "derivation": JOIN.join(equations)}
 
@@ -710,7 +744,7 @@ def next_step(steps: Sequence[Sequence], rng: random.Random,
     if not steps:
         raise ValueError("next_step needs at least one step to extend")
     state = _State([from_srepr(s) for _, s in steps], [annotation_internal(a) for a, _ in steps])
-    with fast_sympy():
+    with fast_sympy(), _recursion_budget():
         for _ in range(config.max_rejections):
             try:
                 eq, annotation = _propose(state, rng, config)

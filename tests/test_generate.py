@@ -291,3 +291,22 @@ def test_memo_printers_print_every_sub_expression_as_the_plain_printers():
         expected = to_srepr(node)
         assert gen._SREPR_PRINTER.doprint(node) == expected, node
         assert fresh_srepr.doprint(node) == expected, node
+
+
+def test_runaway_recursion_is_a_rejection_whatever_the_callers_stack():
+    """Derivation 6500 of seed 0 meets candidates on which SymPy's ``subs`` recurses without end
+    (they crashed a 30,000-derivation run): each is counted as a rejection, and the record is the
+    same when generated from a much deeper stack (a joblib worker's, a notebook's)."""
+    from collections import Counter
+
+    def at_depth(extra: int):
+        if extra:
+            return at_depth(extra - 1)
+        rejections = Counter()
+        return gen.generate_one(0, 6500, rejections=rejections), rejections
+
+    limit = sys.getrecursionlimit()
+    record, rejections = at_depth(0)
+    assert record is not None and rejections["sympy_error:RecursionError"] > 0
+    assert at_depth(400) == (record, rejections)
+    assert sys.getrecursionlimit() == limit
