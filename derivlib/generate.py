@@ -301,32 +301,7 @@ def fast_sympy():
 
 # ----------------------------------------------------------------------------------- state
 
-class _SubexpressionMemo:
-    """Mixin for a SymPy printer whose text for an object is a function of the object: each
-    distinct sub-expression is printed once and its text kept, keyed by the object (SymPy
-    equality: structural, type-aware, so ``Float(1.0)`` and ``Integer(1)`` are different keys).
-    Calls with keyword arguments (a function printed as the base of a power gets ``exp=``) and
-    non-SymPy objects (Python's ``1 == True``) are printed as usual."""
-
-    MAX_MEMO = 50_000  # entries; the memo is emptied when full (it pays within a derivation)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._memo: dict = {}
-
-    def _print(self, expr, **kwargs) -> str:
-        if kwargs or not isinstance(expr, sp.Basic):
-            return super()._print(expr, **kwargs)
-        text = self._memo.get(expr)
-        if text is None:
-            text = super()._print(expr)
-            if len(self._memo) >= self.MAX_MEMO:
-                self._memo.clear()
-            self._memo[expr] = text
-        return text
-
-
-class _MemoLatexPrinter(_SubexpressionMemo, AuthorsLatexPrinter):
+class _MemoLatexPrinter(rules.SubexpressionMemo, AuthorsLatexPrinter):
     """:class:`AuthorsLatexPrinter` that prints each distinct sub-expression once.
 
     A candidate is mostly made of sub-expressions printed before (the equation it was made from,
@@ -340,7 +315,7 @@ class _MemoLatexPrinter(_SubexpressionMemo, AuthorsLatexPrinter):
 _RAW_PRINTER = _MemoLatexPrinter()
 
 
-class _MemoReprPrinter(_SubexpressionMemo, _CanonicalReprPrinter):
+class _MemoReprPrinter(rules.SubexpressionMemo, _CanonicalReprPrinter):
     """:func:`derivation.to_srepr`'s printer, printing each distinct sub-expression once: the
     equations of a derivation share most of their sub-expressions, and that printer's text is a
     function of the expression (equal symbols print alike: its purpose). ``tests/test_generate.py``

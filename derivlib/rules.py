@@ -289,7 +289,35 @@ def get_premise(rng: random.Random, symbols: Sequence[sp.Symbol] = SYMBOLS) -> s
     return equation(sp.Function(lhs_name.name)(*sorted_symbols(rhs)), rhs)
 
 
-class _MemoStrPrinter(StrPrinter):
+class SubexpressionMemo:
+    """Mixin for a SymPy printer whose text for an object is a function of the object: each
+    distinct sub-expression is printed once and its text kept, keyed by the object (SymPy
+    equality: structural, type-aware, so ``Float(1.0)`` and ``Integer(1)`` are different keys).
+    Calls with keyword arguments (a function printed as the base of a power gets ``exp=``) and
+    non-SymPy objects (Python's ``1 == True``) are printed as usual."""
+
+    MAX_MEMO = 50_000  # entries; the memo is emptied when full (it pays within a derivation)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._memo: dict = {}
+
+    def _memoisable(self, expr) -> bool:
+        return isinstance(expr, sp.Basic)
+
+    def _print(self, expr, **kwargs) -> str:
+        if kwargs or not self._memoisable(expr):
+            return super()._print(expr, **kwargs)
+        text = self._memo.get(expr)
+        if text is None:
+            text = super()._print(expr)
+            if len(self._memo) >= self.MAX_MEMO:
+                self._memo.clear()
+            self._memo[expr] = text
+        return text
+
+
+class _MemoStrPrinter(SubexpressionMemo, StrPrinter):
     """``str`` of SymPy objects (``sstr(expr, order=None)``), each distinct sub-expression printed
     once.
 
@@ -301,22 +329,11 @@ class _MemoStrPrinter(StrPrinter):
     inside it is always printed inside. ``tests/test_rules.py`` checks it against ``str``.
     """
 
-    MAX_MEMO = 50_000  # entries; emptied when full
-
     def __init__(self):
         super().__init__({"order": None})
-        self._memo: dict = {}
 
-    def _print(self, expr, **kwargs) -> str:
-        if kwargs or not isinstance(expr, sp.Basic) or isinstance(expr, sp.Float):
-            return super()._print(expr, **kwargs)
-        text = self._memo.get(expr)
-        if text is None:
-            text = super()._print(expr)
-            if len(self._memo) >= self.MAX_MEMO:
-                self._memo.clear()
-            self._memo[expr] = text
-        return text
+    def _memoisable(self, expr) -> bool:
+        return isinstance(expr, sp.Basic) and not isinstance(expr, sp.Float)
 
 
 _STR_PRINTER = _MemoStrPrinter()
