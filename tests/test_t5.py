@@ -212,6 +212,57 @@ def test_interrupted_run_resumes_from_last_checkpoint(sets_dir, tmp_path):
     assert "resuming from checkpoint-4" in run.path("log.txt").read_text()
 
 
+def test_dev_rouge2_pairs_each_output_with_its_own_reference(sets_dir):
+    import numpy as np
+    from transformers import EvalPrediction
+
+    items = config.read_jsonl(sets_dir / "dev.jsonl")
+    tokenizer = tokenization.train_latex_tokenizer([it["derivation"] for it in items], 300)
+    labels = tokenizer(text_target=[it["derivation"] for it in items], padding=True, return_tensors="np")["input_ids"]
+    labels = np.where(labels == tokenizer.pad_token_id, -100, labels)
+    metric = t5.dev_rouge2_metric(tokenizer)
+    # the Trainer evaluates length-grouped batches in its own order, not the dev file's
+    order = [3, 1, 4, 0, 5, 2]
+    assert metric(EvalPrediction(predictions=labels[order], label_ids=labels[order]))["rouge2"] == 1.0
+    assert metric(EvalPrediction(predictions=labels[order], label_ids=labels))["rouge2"] < 0.9
+
+
+def optimizer_groups(sets_dir, root, **overrides) -> list[tuple[float, set[str]]]:
+    """(initial learning rate, parameter names) of each optimizer group of a 2-step tiny run."""
+    from transformers import TrainerCallback
+
+    groups = []
+
+    class Capture(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            names = {id(p): name for name, p in model.named_parameters()}
+            groups.extend((g["initial_lr"], {names[id(p)] for p in g["params"]})
+                          for g in optimizer.param_groups if g["params"])
+
+    params = train_params(sets_dir, epochs=1, max_train_items=16, **overrides)
+    t5.train(config.start_run("train_t5", params, upstream={"sets": sets_dir}, root=root),
+             callbacks=[Capture()])
+    return groups
+
+
+def test_position_bias_tables_get_their_own_learning_rate(sets_dir, tmp_path):
+    groups = optimizer_groups(sets_dir, tmp_path / "own", learning_rate=3e-3,
+                              position_bias_learning_rate=0.05)
+    tables = {name for rate, names in groups if rate == 0.05 for name in names}
+    assert tables == {"encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                      "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"}
+    others = [names for rate, names in groups if rate != 0.05]
+    assert others and all(rate == 3e-3 for rate, _ in groups if rate != 0.05)
+    assert not any(t5.POSITION_BIAS in name for names in others for name in names)
+    # 0 keeps the Trainer's optimizer as it is: every parameter at the one learning rate
+    same = optimizer_groups(sets_dir, tmp_path / "same", learning_rate=3e-3, position_bias_learning_rate=0)
+    assert {rate for rate, _ in same} == {3e-3}
+    assert {n for _, names in same for n in names} == {n for _, names in groups for n in names}
+    # a pretrained model's tables are trained already: they keep the common rate
+    assert t5.position_bias_rate(train_params(sets_dir, position_bias_learning_rate=0.05)) == 0.05
+    assert t5.position_bias_rate(train_params(sets_dir, model="t5-small", position_bias_learning_rate=0.05)) == 0
+
+
 # ----------------------------------------------------------------------------------- bad input
 
 def test_unknown_model_is_rejected_before_training(sets_dir, tmp_path, monkeypatch):
@@ -262,6 +313,8 @@ def test_bad_parameters_and_cli_errors(sets_dir, tmp_path, monkeypatch, capsys):
         train_params(sets_dir, d_model=30, num_heads=4)
     with pytest.raises(ParameterError, match="batch_size"):
         train_params(sets_dir, batch_size=0)
+    with pytest.raises(ParameterError, match="position_bias_learning_rate"):
+        train_params(sets_dir, position_bias_learning_rate=-0.1)
     monkeypatch.setenv("DERIVLIB_DATA", str(tmp_path))
     assert main(["train", "--sets", str(tmp_path / "nothing")]) == 2
     assert "not a complete run directory" in capsys.readouterr().err

@@ -54,6 +54,7 @@ class TrainParams:
     epochs: int = 2
     batch_size: int = 16
     learning_rate: float = 1e-3
+    position_bias_learning_rate: float = 0.1
     optimizer: str = "adamw_torch"
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.05
@@ -84,6 +85,9 @@ class TrainParams:
                 raise ParameterError(f"parameter {name!r} must be >= 0 (0 = all / per epoch)")
         if self.learning_rate <= 0:
             raise ParameterError(f"parameter 'learning_rate' must be > 0, got {self.learning_rate}")
+        if self.position_bias_learning_rate < 0:
+            raise ParameterError("parameter 'position_bias_learning_rate' must be >= 0 (0 = the same "
+                                 f"as 'learning_rate'), got {self.position_bias_learning_rate}")
         if not 0 <= self.dropout < 1:
             raise ParameterError(f"parameter 'dropout' must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_ratio < 1:
@@ -242,6 +246,24 @@ def _generation_config(tokenizer, num_beams: int, repetition_penalty: float, max
                             decoder_start_token_id=tokenizer.pad_token_id)
 
 
+def dev_rouge2_metric(tokenizer):
+    """The Trainer's ``compute_metrics``: mean ROUGE-2 of the generated dev outputs against their
+    own labels, decoded. The references come with each prediction rather than from the dev
+    file's order because the Trainer reorders evaluation batches by length when training
+    batches are length-grouped (transformers 5); matching by position scored every output
+    against another item's reference, and picked checkpoints on noise."""
+    import numpy as np
+
+    def decode(ids):
+        return tokenizer.batch_decode(np.where(ids < 0, tokenizer.pad_token_id, ids), skip_special_tokens=True)
+
+    def compute_metrics(prediction):
+        outputs, references = decode(prediction.predictions), decode(prediction.label_ids)
+        return {"rouge2": float(np.mean(rouge2(outputs, references)))}
+
+    return compute_metrics
+
+
 def rouge2(predictions: list[str], references: list[str]) -> list[float]:
     """Per-pair ROUGE-2 F-measure, paper-exact (``derivlib.metrics``)."""
     from .. import metrics
@@ -388,24 +410,19 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
     args = _training_arguments(Seq2SeqTrainingArguments, checkpoints, params, strategy,
                                dev_generation, bf16)
 
-    def compute_metrics(prediction):
-        import numpy as np
-
-        generated = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
-        outputs = tokenizer.batch_decode(generated, skip_special_tokens=True)
-        # dev_rows keep their order in evaluation (no sampler shuffles eval), so references align
-        references = [it["derivation"] for it in dev_by_id]
-        return {"rouge2": float(np.mean(rouge2(outputs, references)))}
-
     kept = {r["id"] for r in dev_rows}
     dev_by_id = [it for it in dev_items if it["id"] in kept]
     columns = ["input_ids", "labels", "length"]
-    trainer = Seq2SeqTrainer(
+    bias_rate = position_bias_rate(params)
+    if params.position_bias_learning_rate and not bias_rate:
+        run.log("position_bias_learning_rate applies to from-scratch models: this pretrained "
+                "model's position-bias tables train at learning_rate")
+    trainer = _trainer_class(Seq2SeqTrainer, bias_rate)(
         model=model, args=args,
         train_dataset=Dataset.from_list([{k: r[k] for k in columns} for r in train_rows]),
         eval_dataset=Dataset.from_list([{k: r[k] for k in columns} for r in dev_rows]),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
-        processing_class=tokenizer, compute_metrics=compute_metrics,
+        processing_class=tokenizer, compute_metrics=dev_rouge2_metric(tokenizer),
         callbacks=[_progress_callback(run), *(callbacks or [])])
     # Without tqdm the Trainer prints every log dict; RunLogCallback already writes a readable line
     trainer.remove_callback(PrinterCallback)
@@ -448,6 +465,50 @@ def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) ->
     run.log(f"done: best dev ROUGE-2 {100 * (trainer.state.best_metric or 0):.2f} at "
             f"{summary['best_checkpoint']}")
     return TrainResult(run_dir=run.dir, history=history, summary=summary, samples=samples)
+
+
+#: T5's only position information: one bias table per stack, (buckets x heads), added to the
+#: self-attention logits.
+POSITION_BIAS = "relative_attention_bias"
+
+
+def position_bias_rate(params: TrainParams) -> float:
+    """The position-bias tables' own learning rate, 0 for none. From-scratch models only: a
+    pretrained model's tables are trained, and a large rate would undo them."""
+    return params.position_bias_learning_rate if params.model == SCRATCH else 0.0
+
+
+def _trainer_class(base, position_bias_learning_rate: float):
+    """``base`` (``Seq2SeqTrainer``) whose optimizer gives T5's position-bias tables their own
+    learning rate (same schedule, no weight decay); 0 keeps the Trainer's single rate.
+
+    Why: the tables start near 0 (std d_model^-0.5) and Adam moves each entry by about the
+    learning rate per step, so at 1e-3 a table needs thousands of steps to reach the few units a
+    sharp previous-token head needs, and without such heads a from-scratch T5 cannot find its
+    place in the prompt to copy from. Measured on a probe (prompt -> first premise, held-out
+    teacher-forced token accuracy after 600 steps): 0.77 at 1e-3, 0.94 at 3e-2, 0.96 at 1e-1.
+    A pretrained T5's tables are already trained: use 0 there.
+    """
+    if not position_bias_learning_rate:
+        return base
+
+    class PositionBiasTrainer(base):
+        def create_optimizer(self, model=None):
+            fresh = self.optimizer is None
+            optimizer = super().create_optimizer(model)
+            if not fresh:
+                return optimizer
+            tables = {id(p) for name, p in (model or self.model).named_parameters()
+                      if POSITION_BIAS in name and p.requires_grad}
+            moved = [p for group in optimizer.param_groups for p in group["params"] if id(p) in tables]
+            if moved:
+                for group in optimizer.param_groups:
+                    group["params"] = [p for p in group["params"] if id(p) not in tables]
+                optimizer.add_param_group({"params": moved, "lr": position_bias_learning_rate,
+                                           "weight_decay": 0.0})
+            return optimizer
+
+    return PositionBiasTrainer
 
 
 def _training_arguments(cls, checkpoints: Path, params: TrainParams, strategy: str, generation, bf16: bool):
