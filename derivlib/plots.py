@@ -181,7 +181,7 @@ def error_distribution(summary):
 def metric_vs_validity(per_item, metric: str = "rouge"):
     """Text metric against the share of symbolically correct equations, per derivation."""
     import numpy as np
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     sns.scatterplot(data=per_item, x=metric, y="share correct", hue="model", style="goal reached",
                     alpha=0.6, ax=ax)
     correlation = np.corrcoef(per_item[metric], per_item["share correct"])[0, 1] if len(per_item) > 2 else float("nan")
@@ -189,6 +189,7 @@ def metric_vs_validity(per_item, metric: str = "rouge"):
     ax.set_xlabel(f"{names.get(metric, metric)} of the derivation against its reference (fraction)")
     ax.set_ylabel("share of equations correct (reference or valid)")
     ax.set_title(f"Text metric vs symbolic validity (Pearson r = {correlation:.2f}, n = {len(per_item)})")
-    ax.legend(fontsize=8, loc="lower right")
+    # outside the axes: derivations fill every corner of the unit square
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
