@@ -1,0 +1,90 @@
+"""Copy probe: can a from-scratch T5 learn to copy from its prompt, and how much does the
+position-bias learning rate matter?
+
+The task is the easiest part of a derivation: given a prompt, write its first premise, which the
+prompt holds verbatim. The smoke profile's model is trained on it with derivlib's own training
+code (``derivlib.models.t5.train``), once per position-bias learning rate, everything else
+equal. It is then scored on held-out static prompts: the share of premises copied exactly
+(greedy), and token accuracy with the reference fed in (teacher forcing). The last line prints
+the ratio of exact copies, high rate over low rate.
+
+    .venv/bin/python benchmarks/copy_probe.py [--sets testsets/smoke] [--epochs 6] [--rates 0.001,0.1]
+
+Measured on the smoke sets (1,710 training prompts, 6 epochs, 642 steps, about 4 minutes in
+all on 2 cores): exact 2/40 at 1e-3 and 8/40 at 0.1, token accuracy 0.755 and 0.897 (4.0x).
+On 28,005 distinct derivations (600 steps, a probe outside this file): token accuracy 0.77 and
+0.96, exact 4/40 and 24/40.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from derivlib import config
+from derivlib.derivation import split_equations
+from derivlib.models import t5
+
+
+def first_premise_sets(sets_dir: Path, out: Path, test_items: int) -> Path:
+    """A sets directory whose targets are each item's first equation."""
+    for name in t5.SET_FILES:
+        items = t5.load_set(sets_dir, name)
+        if name not in ("train", "dev"):
+            items = items[:test_items]
+        config.write_jsonl(out / f"{name}.jsonl", [
+            {"id": it["id"], "prompt": it["prompt"], "derivation": split_equations(it["derivation"])[0]}
+            for it in items])
+    config.atomic_write_json(out / "meta.json", {"key": f"copy-probe:{sets_dir}"})
+    (out / config.COMPLETE).write_text("done\n")
+    return out
+
+
+def teacher_forced_accuracy(model, tokenizer, prompts: list[str], targets: list[str]) -> float:
+    import torch
+
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+    labels = tokenizer(text_target=targets, return_tensors="pt", padding=True)["input_ids"].to(model.device)
+    labels[labels == tokenizer.pad_token_id] = -100
+    with torch.inference_mode():
+        predicted = model(**inputs, labels=labels).logits.argmax(-1)
+    real = labels != -100
+    return float(((predicted == labels) & real).sum() / real.sum())
+
+
+def probe(sets_dir: Path, root: Path, rate: float, epochs: int) -> dict:
+    params = dataclasses.replace(t5.TrainParams(), sets=str(sets_dir), profile="copy-probe", epochs=epochs,
+                                 sub_derivations=False, position_bias_learning_rate=rate, log_every=100)
+    run = config.start_run("train_t5", params, upstream={"sets": sets_dir}, root=root)
+    t5.train(run)
+    model, tokenizer = t5.load_model(run.dir)
+    static = t5.load_set(sets_dir, "static")
+    prompts, targets = [it["prompt"] for it in static], [it["derivation"] for it in static]
+    outputs = t5.generate(model, tokenizer, prompts, max_new_tokens=128)
+    return {"rate": rate, "exact": sum(o == t for o, t in zip(outputs, targets)), "items": len(static),
+            "token_accuracy": teacher_forced_accuracy(model, tokenizer, prompts, targets)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default="testsets/smoke", help="a 02_testsets run (directory or data/ name)")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--rates", default="0.001,0.1", help="position-bias learning rates, low first")
+    parser.add_argument("--test-items", type=int, default=40)
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    sets_dir = config.resolve_run_dir(args.sets, "sets")
+    with tempfile.TemporaryDirectory() as tmp:
+        probe_sets = first_premise_sets(sets_dir, Path(tmp) / "sets", args.test_items)
+        results = [probe(probe_sets, Path(tmp) / "runs", rate, args.epochs) for rate in rates]
+    for r in results:
+        print(f"position-bias lr {r['rate']:g}: exact {r['exact']}/{r['items']}, "
+              f"token accuracy {r['token_accuracy']:.3f}")
+    low, high = results[0], results[-1]
+    print(f"exact copies, position-bias lr {high['rate']:g} / {low['rate']:g}: "
+          f"{high['exact'] / max(low['exact'], 1):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
