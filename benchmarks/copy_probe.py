@@ -18,7 +18,6 @@ On 28,005 distinct derivations (600 steps, a probe outside this file): token acc
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -54,8 +53,9 @@ def teacher_forced_accuracy(model, tokenizer, prompts: list[str], targets: list[
 
 
 def probe(sets_dir: Path, root: Path, rate: float, epochs: int) -> dict:
-    params = dataclasses.replace(t5.TrainParams(), sets=str(sets_dir), profile="copy-probe", epochs=epochs,
-                                 sub_derivations=False, position_bias_learning_rate=rate, log_every=100)
+    params = config.validate(t5.TrainParams, {
+        "sets": str(sets_dir), "profile": "copy-probe", "epochs": epochs, "sub_derivations": False,
+        "position_bias_learning_rate": rate, "log_every": 100})
     run = config.start_run("train_t5", params, upstream={"sets": sets_dir}, root=root)
     t5.train(run)
     model, tokenizer = t5.load_model(run.dir)
