@@ -60,6 +60,7 @@ import dataclasses
 import functools
 import json
 import random
+import statistics
 import string
 import sys
 import threading
@@ -144,8 +145,21 @@ class GeneratorConfig:
                     f"got {self.min_length}, {self.max_length}")
         if self.length_std < 0:
             raise P(f"parameter 'length_std' must be >= 0, got {self.length_std}")
+        if self.length_acceptance() < 1e-4:  # _draw_length redraws until L is in range
+            raise P(f"parameters 'length_mean'/'length_std': round(Normal({self.length_mean}, "
+                    f"{self.length_std})) almost never falls in [{self.min_length}, {self.max_length}] "
+                    f"(probability {self.length_acceptance():.1e}); move length_mean into that range")
         if self.max_rejections < 1:
             raise P(f"parameter 'max_rejections' must be >= 1, got {self.max_rejections}")
+        if isinstance(self.max_latex_length, bool) or self.max_latex_length < 1:
+            raise P(f"parameter 'max_latex_length' must be a positive integer, got {self.max_latex_length!r}")
+
+    def length_acceptance(self) -> float:
+        """Probability that one draw of the target length L lies in [min_length, max_length]."""
+        if self.length_std == 0:
+            return float(self.min_length <= round(self.length_mean) <= self.max_length)
+        normal = statistics.NormalDist(self.length_mean, self.length_std)
+        return normal.cdf(self.max_length + 0.5) - normal.cdf(self.min_length - 0.5)
 
     def operator_weight(self, name: str) -> float:
         return self.operator_weights.get(name, 0)
@@ -865,6 +879,11 @@ class GenerateParams:
     arity_weights: dict = field(default_factory=_default_arity_weights)
     operator_weights: dict = field(default_factory=_default_operator_weights)
     recency: int = 10
+    length_mean: float = 7.0
+    length_std: float = 3.0
+    min_length: int = 4
+    max_length: int = 9
+    max_latex_length: int = 350
     profile: str = "smoke"
 
     def check(self) -> None:
@@ -875,7 +894,10 @@ class GenerateParams:
 
     def generator_config(self) -> GeneratorConfig:
         return GeneratorConfig(arity_weights={str(k): v for k, v in self.arity_weights.items()},
-                               operator_weights=dict(self.operator_weights), recency=self.recency)
+                               operator_weights=dict(self.operator_weights), recency=self.recency,
+                               length_mean=self.length_mean, length_std=self.length_std,
+                               min_length=self.min_length, max_length=self.max_length,
+                               max_latex_length=self.max_latex_length)
 
 
 def open_run(namespace: dict) -> cfg.Run:

@@ -11,7 +11,7 @@ import sympy as sp
 from derivlib import config as cfg
 from derivlib import generate as gen
 from derivlib import rules
-from derivlib.derivation import AuthorsLatexPrinter, from_srepr, normalise_annotation, to_srepr
+from derivlib.derivation import AuthorsLatexPrinter, from_srepr, normalise_annotation, split_equations, to_srepr
 from derivlib.verify import verify_record, verify_steps
 
 N = 12
@@ -104,6 +104,26 @@ def test_target_length_is_in_range():
     assert lengths[7] > lengths[4] and lengths[7] > lengths[9]
 
 
+def test_length_parameters_shape_the_derivations():
+    config = gen.make_config(length_mean=4.0, length_std=1.0, min_length=4, max_length=4, max_latex_length=120)
+    records, _ = gen.generate(12, seed=0, workers=1, config=config)
+    lengths = Counter(len(record["srepr_derivation"]) for record in records)
+    # generation stops once the longest dependency chain has at least L equations; a step that
+    # joins two chains (a substitution) can lengthen it by several, so a few overshoot
+    assert min(lengths) == 4 and lengths[4] > len(records) / 2
+    for record in records:
+        # the filter measures SymPy's raw LaTeX (with \left/\right), longer than the cleaned text
+        assert all(len(equation) < 120 for equation in split_equations(record["derivation"]))
+
+
+def test_notebook_length_parameters_reach_the_generator():
+    params = cfg.validate(gen.GenerateParams, {"min_length": 5, "max_length": 6, "length_mean": 5,
+                                               "max_latex_length": 200})
+    config = params.generator_config()
+    assert (config.min_length, config.max_length, config.length_mean, config.max_latex_length) == (5, 6, 5.0, 200)
+    assert gen.GenerateParams().generator_config() == gen.DEFAULT_CONFIG
+
+
 def test_next_step_extends_a_prefix_under_the_filters(records):
     out, _ = records
     steps = out[0]["srepr_derivation"]
@@ -150,6 +170,10 @@ def test_evaluate_integrals_adds_an_unused_constant():
     ({"arity_weights": {"0": 0, "1": 0, "2": 0}}, "arity_weights"),
     ({"operator_weights": {"cos": 0}}, "operator_weights"),
     ({"arity_weights": {"3": 1}}, "arity_weights"),
+    ({"min_length": 5, "max_length": 4}, "min_length"),
+    ({"length_mean": 7.0, "length_std": 0.0, "min_length": 4, "max_length": 4}, "length_mean"),
+    ({"length_mean": 40.0, "length_std": 1.0}, "length_mean"),  # would redraw L forever
+    ({"max_latex_length": 0}, "max_latex_length"),
 ])
 def test_bad_configuration_names_the_parameter(bad, name):
     with pytest.raises(cfg.ParameterError, match=name):

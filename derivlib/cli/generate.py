@@ -17,6 +17,19 @@ def add_arguments(p):
                    help='e.g. \'{"0": 5, "1": 50, "2": 100}\' (the authors\' values)')
     p.add_argument("--operator-weights", type=json.loads, default=None, metavar="JSON",
                    help='weights of named operators, e.g. \'{"expand": 0}\'; others keep the authors\' values')
+    defaults = generate.GeneratorConfig()
+    for name, kind, meaning in LENGTH_OPTIONS:
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
+                       help=f"{meaning} (default {getattr(defaults, name)}, the authors')")
+
+
+LENGTH_OPTIONS = (
+    ("length_mean", float, "mean of the target length L in equations, L ~ round(Normal(mean, std))"),
+    ("length_std", float, "standard deviation of L"),
+    ("min_length", int, "L is redrawn until min_length <= L <= max_length"),
+    ("max_length", int, "largest L"),
+    ("max_latex_length", int, "steps whose LaTeX has at least this many characters are rejected"),
+)
 
 
 def run(args) -> int:
@@ -25,6 +38,7 @@ def run(args) -> int:
         values["arity_weights"] = {str(k): v for k, v in args.arity_weights.items()}
     if args.operator_weights is not None:
         values["operator_weights"] = {**generate.GeneratorConfig().operator_weights, **args.operator_weights}
+    values.update({name: getattr(args, name) for name, _, _ in LENGTH_OPTIONS})
     config = generate.make_config(**values)
     start, cpu = time.time(), time.process_time()
     count, rejections = generate.write_derivations(args.out, args.n, args.seed, args.workers, config)
