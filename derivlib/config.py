@@ -278,6 +278,7 @@ class Run:
     upstream: dict
     meta: dict
     inputs: dict = dataclasses.field(default_factory=dict)
+    publish: bool = True  # also name the run <stage>/<profile>; off for a directory the user chose
 
     @property
     def complete(self) -> bool:
@@ -317,7 +318,7 @@ class Run:
         # A stable name (<stage>/<profile>) that downstream notebooks take as their input path;
         # replaced atomically so it always points at a complete run.
         profile = getattr(self.params, "profile", None)
-        if not profile:
+        if not profile or not self.publish:
             return
         link = self.dir.parent / profile
         tmp = self.dir.parent / f".{profile}.link-{os.getpid()}"
@@ -364,6 +365,37 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     if run.complete:
         run._publish()
     return run
+
+
+def start_run_at(directory: Path | str, stage: str, params,
+                 inputs: Mapping[str, str] | None = None) -> Run:
+    """A run in a directory the user named (a CLI's ``--out``) rather than ``<stage>/<key>``.
+
+    Same files and completion marker as :func:`start_run`, so later stages take the directory
+    as their input; the key hashes ``params`` and ``inputs`` (digests of the input files). An
+    earlier marker is removed first: the directory is about to be rewritten.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / COMPLETE).unlink(missing_ok=True)
+    inputs = dict(inputs or {})
+    key = run_key(stage, params, {}, inputs)
+    meta = {"stage": stage, "key": key, "upstream": {}, "upstream_keys": {}, "inputs": inputs,
+            "versions": versions(), "git_commit": git_commit(),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(), "argv": sys.argv[:1]}
+    atomic_write_json(directory / "params.json", params_dict(params))
+    atomic_write_json(directory / "meta.json", meta)
+    return Run(stage=stage, key=key, dir=directory, params=params, upstream={}, meta=meta,
+               inputs=inputs, publish=False)
+
+
+def file_digest(path: Path | str) -> str:
+    """sha256 of a file's bytes (first 16 hex digits), for a run key's ``inputs``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def resolve_run_dir(value: str | Path, name: str) -> Path:

@@ -162,8 +162,16 @@ def test_cli_build_sets(tmp_path, capsys):
     assert len(loaded["static"]) == 8 and len(loaded["train"]) + len(loaded["dev"]) == 30
     counts = json.loads((out / "counts.json").read_text())
     assert counts["params"]["seed"] == 3
+    # --out is a complete run directory: `train --sets` / `predict --sets` take it as it is
+    assert config.resolve_run_dir(out, "sets") == out
+    key = json.loads((out / "meta.json").read_text())["key"]
+    assert not (tmp_path / "smoke").exists()  # not published under a profile name beside it
     assert cli.main(args + ["--n-sr", "9"]) == 2
     assert "exceeds n_static" in capsys.readouterr().err
+    assert (out / config.COMPLETE).exists()  # a refused call leaves the earlier run as it was
+    config.write_jsonl(derivations, _derivations()[1:])
+    assert cli.main(args) == 0
+    assert json.loads((out / "meta.json").read_text())["key"] != key  # the input file is in the key
 
 
 def test_stage_builds_into_the_run_directory_and_reloads(isolated_data):

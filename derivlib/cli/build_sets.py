@@ -33,9 +33,14 @@ def run(args) -> int:
         "workers": args.workers})
     config.check_writable(args.out / "static.jsonl", "out")
     derivations = sets.read_derivations(args.derivations)
+    source = args.derivations / "derivations.jsonl" if args.derivations.is_dir() else args.derivations
+    # --out becomes a complete run directory, so `train --sets` and `predict --sets` take it
+    run = config.start_run_at(args.out, sets.STAGE, params,
+                              inputs={"derivations": config.file_digest(source)})
     built = sets.build_sets(derivations, params)
     paths = sets.write_sets(args.out, built)
     config.atomic_write_json(args.out / "counts.json", {"params": dataclasses.asdict(params), **built.counts})
+    run.finish(**built.counts)
     print(f"wrote {', '.join(f'{p.name} ({len(built.items[n])})' for n, p in paths.items() if n in built.items)} "
           f"and {paths['combined'].name} to {args.out}")
     return 0
