@@ -78,8 +78,8 @@ def test_latex_tokenizer_keeps_commands_whole_and_round_trips(sets_dir):
 
 
 def test_latex_tokenizer_cuts_each_identifier_the_same_way_everywhere(sets_dir):
-    """Merges stay inside a LaTeX unit (a command, an identifier with its subscript, a run of
-    punctuation), so a symbol is the same tokens wherever it stands and the model can copy it
+    """Merges stay inside a LaTeX unit (a command, an identifier with its subscript, one of four
+    bracket pairs), so a symbol is the same tokens wherever it stands and the model can copy it
     from the prompt; the merges still make sequences much shorter than one token per character."""
     import re
 
@@ -103,6 +103,10 @@ def test_latex_tokenizer_cuts_each_identifier_the_same_way_everywhere(sets_dir):
     assert cuts["E_{n}"] == {("E_{n}",)}  # frequent: one token
     assert n_tokens < 0.6 * n_characters  # 0.54 here; about 0.4 on the smoke training set (vocabulary 1000)
     assert tokenizer.tokenize(r"x = \eta{(E_{n})}")[-3:] == ["{(", "E_{n}", ")}"]
+    # closing several levels is several tokens, never one rare run such as ")})}}{"
+    assert tokenizer.tokenize(r"\frac{\cos{(\log{(b)})}}{b}")[-5:] == [")}", ")}", "}{", "b", "}"]
+    brackets = re.compile(r"[{}()\[\]]")
+    assert max(len(brackets.findall(token)) for token in tokenizer.get_vocab()) == 2
 
 
 # ----------------------------------------------------------------------------------- baseline
