@@ -382,7 +382,11 @@ def _quadrature(integral: sp.Integral, values, size: int) -> np.ndarray:
 
 def _residual(lhs: sp.Basic, rhs: sp.Basic, context: _Context, constants: set, zero_constants: bool):
     if zero_constants and constants:
-        zero = {c: sp.S.Zero for c in constants}
+        # a model may integrate or differentiate with respect to a constant's symbol ("dC"):
+        # there it is a variable, and replacing it by 0 would make SymPy refuse the limits
+        bound = {v for side in (lhs, rhs) for node in sp.preorder_traversal(side)
+                 if isinstance(node, (sp.Integral, sp.Derivative)) for v in node.variables}
+        zero = {c: sp.S.Zero for c in constants if c not in bound}
         lhs, rhs = lhs.xreplace(zero), rhs.xreplace(zero)
     with np.errstate(all="ignore"):
         left = numeric(lhs, context.values)

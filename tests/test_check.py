@@ -49,6 +49,9 @@ def test_integration_constants():
             r"(\int f{(x)} dx)^{2} = (K + \sin{(x)})^{2}"]
     assert labels(good, steps) == ["reference", "reference", "valid", "valid"]
     assert labels(good[:2] + [r"\int f{(x)} dx = K - \sin{(x)}"], steps)[-1] == "incorrect"
+    # a model's constant K later used as an integration variable: zeroing K must not touch dK
+    # (SymPy refused the limits and the whole of 07 stopped)
+    assert labels(good[:3] + [r"\int e^{K^{3}} dK = K"], steps)[-1] == "incorrect"
 
 
 def test_bad_records_are_named():
