@@ -497,6 +497,8 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
             ok, how = False, f"undecided: {err}"
         except (RecursionError, OverflowError, ZeroDivisionError, MemoryError) as err:
             ok, how = False, f"undecided: {type(err).__name__}"
+        except (ValueError, TypeError) as err:  # SymPy refusing an odd expression a model wrote
+            ok, how = False, f"undecided: {type(err).__name__}: {err}"
         checks.append(EquationCheck(text, "valid" if ok else "incorrect", how, shown))
     _mark_irrelevant(checks, parsed, context)
     goal_index = len(context.reference) - 1
