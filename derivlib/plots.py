@@ -52,12 +52,12 @@ def set_statistics(item_table):
         right.bar(shares.index, shares[column], bottom=bottom, label=column, color=colour)
         bottom = shares[column] if bottom is None else bottom + shares[column]
     right.set_ylim(0, 100)
-    right.set_xlabel("set")
+    right.set_xlabel("set (items)")
     right.set_ylabel("share of prompts (%)")
     right.set_title("Intermediate equations in the prompt")
     right.legend(title="intermediates", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     counts = data["set"].value_counts()
-    right.set_xticks(range(len(order)), [f"{s}\n(n={counts[s]})" for s in order], fontsize=8)
+    right.set_xticks(range(len(order)), [f"{s}\n{counts[s]:,}" for s in order], fontsize=8)
     fig.tight_layout()
     return fig
 
