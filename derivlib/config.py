@@ -328,6 +328,12 @@ class Run:
         os.replace(tmp, link)
 
 
+def _new_meta(stage: str, key: str, upstream_dirs: dict, upstream_keys: dict, inputs: dict) -> dict:
+    return {"stage": stage, "key": key, "upstream": upstream_dirs, "upstream_keys": upstream_keys,
+            "inputs": inputs, "versions": versions(), "git_commit": git_commit(),
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(), "argv": sys.argv[:1]}
+
+
 def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = None,
               root: Path | str | None = None, inputs: Mapping[str, str] | None = None) -> Run:
     """Open (or reopen) the run directory of ``stage`` for ``params``.
@@ -352,9 +358,7 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     base = Path(root) if root is not None else Path(getattr(params, "data_root", "") or data_root())
     directory = base / stage / key
     directory.mkdir(parents=True, exist_ok=True)
-    meta = {"stage": stage, "key": key, "upstream": upstream_dirs, "upstream_keys": upstream_keys,
-            "inputs": inputs, "versions": versions(), "git_commit": git_commit(),
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(), "argv": sys.argv[:1]}
+    meta = _new_meta(stage, key, upstream_dirs, upstream_keys, inputs)
     if (directory / COMPLETE).exists():
         meta = json.loads((directory / "meta.json").read_text())
     else:
@@ -380,9 +384,7 @@ def start_run_at(directory: Path | str, stage: str, params,
     (directory / COMPLETE).unlink(missing_ok=True)
     inputs = dict(inputs or {})
     key = run_key(stage, params, {}, inputs)
-    meta = {"stage": stage, "key": key, "upstream": {}, "upstream_keys": {}, "inputs": inputs,
-            "versions": versions(), "git_commit": git_commit(),
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(), "argv": sys.argv[:1]}
+    meta = _new_meta(stage, key, {}, {}, inputs)
     atomic_write_json(directory / "params.json", params_dict(params))
     atomic_write_json(directory / "meta.json", meta)
     return Run(stage=stage, key=key, dir=directory, params=params, upstream={}, meta=meta,
