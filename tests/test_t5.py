@@ -191,6 +191,21 @@ def test_predict_writes_shared_format_with_baseline(trained, sets_dir, tmp_path)
     assert row.well_formed == 100.0 and row.rouge2 > 30
 
 
+def test_predict_with_balanced_decoding_labels_its_outputs(trained, sets_dir, tmp_path):
+    from derivlib.models import syntax
+
+    train_run, _ = trained
+    params = config.validate(t5.PredictParams, {"model": str(train_run.dir), "sets": str(sets_dir), "profile": "test",
+                                                "max_new_tokens": 40, "max_items": 2, "balanced_decoding": True})
+    run = config.start_run("predict_t5", params, upstream={"model": train_run.dir, "sets": sets_dir},
+                           root=tmp_path)
+    records = t5.predict(run).to_dict("records")
+    assert {r["model"] for r in records} == {"t5-scratch+balanced", "copy-prompt"}
+    for r in records:
+        for equation in r["prediction"].split(t5.JOIN):
+            assert syntax._apply(syntax.START, syntax._events(equation)) is not None, r["prediction"]
+
+
 class Interrupt(Exception):
     pass
 

@@ -106,6 +106,7 @@ class PredictParams:
     max_new_tokens: int = 704
     batch_size: int = 32
     max_items: int = 0
+    balanced_decoding: bool = False
     workers: int = 2
 
     def check(self) -> None:
@@ -530,14 +531,19 @@ def _training_arguments(cls, checkpoints: Path, params: TrainParams, strategy: s
 # ----------------------------------------------------------------------------------- decoding
 
 def generate(model, tokenizer, prompts: list[str], num_beams: int = 1, repetition_penalty: float = 1.0,
-             max_new_tokens: int = 512, batch_size: int = 32) -> list[str]:
+             max_new_tokens: int = 512, batch_size: int = 32, balanced: bool = False) -> list[str]:
     """Batched greedy (``num_beams=1``) or beam-search decoding, outputs in the prompts' order.
 
     Prompts are decoded in order of length so that each batch pads little; deterministic.
+    ``balanced``: only outputs with balanced brackets and one top-level ``=`` per equation
+    (:mod:`derivlib.models.syntax`).
     """
     import torch
 
+    from .syntax import BalancedBrackets
+
     generation = _generation_config(tokenizer, num_beams, repetition_penalty, max_new_tokens)
+    constraint = {"prefix_allowed_tokens_fn": BalancedBrackets(tokenizer)} if balanced else {}
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
     outputs: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
@@ -546,7 +552,7 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int = 1, repetitio
         chunk = order[start:start + batch_size]
         batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True).to(device)
         with torch.inference_mode():
-            generated = model.generate(**batch, generation_config=generation)
+            generated = model.generate(**batch, generation_config=generation, **constraint)
         for i, text in zip(chunk, tokenizer.batch_decode(generated, skip_special_tokens=True,
                                                          clean_up_tokenization_spaces=False)):
             outputs[i] = text.strip()
@@ -567,13 +573,16 @@ def predict(run: config.Run, log_every_batches: int = 10) -> "pd.DataFrame":
     set_cpu_threads(params.workers)
     model, tokenizer = load_model(model_run)
     label = json.loads((model_run / "summary.json").read_text())["model"]
+    if params.balanced_decoding:  # a row of its own beside the same model's free outputs in 06 and 07
+        label += "+balanced"
     records: list[dict] = []
     for name, items in test_sets.items():
         if params.max_items:
             items = items[: params.max_items]
         started = time.perf_counter()
         outputs = generate(model, tokenizer, [it["prompt"] for it in items], params.num_beams,
-                           params.repetition_penalty, params.max_new_tokens, params.batch_size)
+                           params.repetition_penalty, params.max_new_tokens, params.batch_size,
+                           params.balanced_decoding)
         run.log(f"{name}: {len(items)} items decoded in {time.perf_counter() - started:.1f} s")
         records += [{"id": it["id"], "model": label, "set": name, "prompt": it["prompt"],
                      "reference": it["derivation"], "prediction": out,
