@@ -43,6 +43,7 @@ def set_statistics(item_table):
     left.set_title("Derivation length")
     # headroom above the tallest bar for the legend, which would otherwise hide bars
     left.set_ylim(0, lengths["share"].max() * 1.45)
+    left.set_yticks([tick for tick in left.get_yticks() if 0 <= tick <= 100])  # a share, not above 100%
     left.legend(title="set", fontsize=8, ncols=4, loc="upper center")
     data["intermediates"] = data["intermediates"].clip(upper=3).map({0: "0", 1: "1", 2: "2", 3: "3+"})
     shares = (data.groupby("set")["intermediates"].value_counts(normalize=True).mul(100)
