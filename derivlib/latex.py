@@ -436,17 +436,21 @@ class _Parser:
         self.expect("}")
         return value
 
-    def _at_differential(self) -> bool:
+    def _at_differential(self, offset: int = 0) -> bool:
         """At ``d x`` / ``d\\mathbf{J}`` / ``\\partial x`` ending an integrand."""
-        if self.peek() == "d" and self.kind() == "letter":
-            following_kind, following = self.kind(1), self.peek(1)
+        if self.peek(offset) == "d" and self.kind(offset) == "letter":
+            following_kind, following = self.kind(offset + 1), self.peek(offset + 1)
+            if following == "d" and self._at_differential(offset + 1):
+                # a symbol d ending the integrand: SymPy prints \int B d\, dB, and without the
+                # \, the text reads "B d dB"; the differential is the last d
+                return False
             if following_kind == "letter" or following == "\\operatorname":
                 return True
             if following_kind == "command" and (following[1:] in SYMBOL_COMMANDS or following[1:] in ACCENTS):
                 return True
             # an integral over a derivative: d\frac{\partial}{\partial K} \psi{(K)}
-            return following in ("\\frac", "\\dfrac") and self.peek(2) == "{" \
-                and self.peek(3) in ("d", "\\partial") and self.peek(4) in ("}", "^")
+            return following in ("\\frac", "\\dfrac") and self.peek(offset + 2) == "{" \
+                and self.peek(offset + 3) in ("d", "\\partial") and self.peek(offset + 4) in ("}", "^")
         return False
 
     def primary(self, stop_at_differential: bool = False):

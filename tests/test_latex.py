@@ -50,6 +50,15 @@ def test_dialect(text, expected):
     assert parsed(text) == expected
 
 
+def test_a_symbol_d_before_the_differential():
+    # the printer writes Integral(B*d, B) as "\int B d dB" (its "\," dropped): the last d is the
+    # differential; this copied premise was labelled incorrect by 07 when the first d was taken
+    bold_b, d = sp.Symbol("\\mathbf{B}"), sp.Symbol("d")
+    for expr in (sp.Integral(bold_b * d, bold_b), sp.Integral(d, d), sp.Integral(bold_b * d, bold_b, x)):
+        assert parsed(derivation.to_latex(expr)) == expr, derivation.to_latex(expr)
+    assert parsed(r"\int\int x dd dx") == sp.Integral(x, d, x)
+
+
 def test_ambiguous_derivative_operand_follows_the_printer():
     # the printer writes both products below as "d/dx <a> d/dy <b>"-like text only in the
     # order SymPy sorts the factors; the reading that prints back as the text is chosen
