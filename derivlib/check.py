@@ -50,7 +50,7 @@ import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from . import latex, paper
+from . import latex, paper, srepr
 from .derivation import Derivation, is_premise, normalise_annotation, split_equations
 
 LABELS = ("unparseable", "reference", "valid", "incorrect", "redundant", "irrelevant")
@@ -166,20 +166,10 @@ class _Context:
         return self._values[symbol]
 
 
-# srepr strings are SymPy constructor calls, evaluated as derivation.from_srepr does, except that
-# Equality builds an unevaluated equation: evaluating it asks SymPy whether the sides are equal,
-# which costs more than the whole check of the equation.
-_SREPR_NAMESPACE = {k: getattr(sp, k) for k in dir(sp) if not k.startswith("_")}
-_SREPR_NAMESPACE["Equality"] = lambda lhs, rhs: sp.Eq(lhs, rhs, evaluate=False)
-_SREPR_NAMESPACE["__builtins__"] = {}
-
-
 @functools.lru_cache(maxsize=65536)
 def _reference_equation(text: str) -> sp.Equality:
-    try:
-        expr = eval(text, _SREPR_NAMESPACE)  # noqa: S307 -- srepr, as derivation.from_srepr
-    except Exception as err:  # a malformed string: SyntaxError, NameError, TypeError
-        raise ValueError(f"not a valid srepr expression: {text[:120]!r} ({type(err).__name__})") from None
+    # Unevaluated: deciding whether the sides are equal costs more than the whole check.
+    expr = srepr.read(text, evaluate_equality=False)
     if not isinstance(expr, sp.Equality):
         raise ValueError(f"reference step is not an equation: {text[:80]!r}")
     return sp.Eq(latex.canonicalize(expr.lhs), latex.canonicalize(expr.rhs), evaluate=False)

@@ -8,7 +8,6 @@ annotations store numbers >= 10 as strings; :func:`normalise_annotation` reads b
 """
 from __future__ import annotations
 
-import ast
 import functools
 import re
 from dataclasses import dataclass, field
@@ -20,47 +19,23 @@ from sympy.printing.latex import LatexPrinter, accepted_latex_functions
 from sympy.printing.repr import ReprPrinter
 from sympy.printing.latex import translate as latex_translate
 
+from . import srepr
+from .base.vocabulary import JOIN, split_equations  # noqa: F401 (part of this module's interface)
+
 PREMISE_ANNOTATIONS = ("premise", "get_premise", "renaming_premise")
 SUBSTITUTIONS = ("substitute_LHS_for_RHS", "substitute_RHS_for_LHS")
 #: Binary operators whose operand is a second equation's number, not an expression.
 EQUATION_OPERAND = set(SUBSTITUTIONS)
 #: Operators without an operand.
 NO_OPERAND = {"cos", "sin", "exp", "log", "expand", "evaluate_derivatives", "evaluate_integrals"}
-JOIN = " and "
 
 
 # ----------------------------------------------------------------------------------- srepr
 
-# srepr strings are SymPy constructor calls (``Equality(Symbol('a', commutative=True), ...)``).
-# They are evaluated against SymPy's namespace with builtins removed: this is how SymPy itself
-# documents round-tripping srepr (``eval(srepr(e)) == e``).
-_SREPR_NAMESPACE: dict[str, Any] = {k: getattr(sp, k) for k in dir(sp) if not k.startswith("_")}
-_SREPR_NAMESPACE["__builtins__"] = {}
-
-
-#: srepr is constructor calls on names and literals only; anything else (attribute access,
-#: subscripts, lambdas) is refused before evaluation, so a crafted file cannot run code.
-_SREPR_NODES = (ast.Expression, ast.Call, ast.Name, ast.Load, ast.Constant, ast.keyword,
-                ast.Tuple, ast.List, ast.UnaryOp, ast.USub)
-
-
-@functools.lru_cache(maxsize=65536)
-def _parse_srepr_cached(text: str) -> sp.Basic:
-    tree = ast.parse(text, mode="eval")
-    for node in ast.walk(tree):
-        if not isinstance(node, _SREPR_NODES):
-            raise ValueError(f"{type(node).__name__} is not allowed in srepr")
-    return eval(compile(tree, "<srepr>", "eval"), _SREPR_NAMESPACE)  # noqa: S307 -- see above
-
-
 def from_srepr(text: str) -> sp.Basic:
-    """SymPy object from an srepr string (ours or the authors'). Raises ValueError if malformed."""
-    if not isinstance(text, str):
-        raise ValueError(f"expected an srepr string, got {type(text).__name__}")
-    try:
-        return _parse_srepr_cached(text)
-    except Exception as err:  # SyntaxError, NameError, TypeError from a malformed string
-        raise ValueError(f"not a valid srepr expression: {text[:120]!r} ({type(err).__name__}: {err})") from None
+    """SymPy object from an srepr string (ours or the authors'), through the one whitelist
+    reader (:func:`derivlib.srepr.read`). Raises ValueError if malformed."""
+    return srepr.read(text)
 
 
 class _CanonicalReprPrinter(ReprPrinter):
@@ -243,11 +218,6 @@ class Derivation:
 
     def __len__(self) -> int:
         return len(self.steps)
-
-
-def split_equations(text: str) -> list[str]:
-    """A derivation text split into its equations (the inverse of joining by ``" and "``)."""
-    return [part.strip() for part in text.split(JOIN) if part.strip()]
 
 
 def steps_to_record(steps: Sequence[Sequence], **extra) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from derivlib import paper
+from derivlib.readers import released as paper
 
 
 @pytest.fixture(scope="session")

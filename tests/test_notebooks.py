@@ -18,7 +18,7 @@ STAGES = {
     "04_predict_t5": "predict_t5",
     "05_prompt_llm": "prompt_llm",
     "06_score": "score",
-    "07_error_analysis": "errors",
+    "07_error_analysis": "error_analysis",
     "08_paper_outputs": "paper_outputs",
 }
 

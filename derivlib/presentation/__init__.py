@@ -1,0 +1,2 @@
+"""Presentation: ``plots`` (figures, styled when called, never at import) and ``display``
+(notebook display helpers). Nothing here writes files."""

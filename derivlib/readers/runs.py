@@ -1,0 +1,195 @@
+"""derivlib's own files: derivations, sets and predictions, as files or run directories.
+
+Every reader here gives records in the shared vocabulary (:mod:`derivlib.base.vocabulary`) and
+names the file, the line or item and the problem when a record is malformed. An authors'
+results file (:mod:`derivlib.readers.released`) is accepted wherever its content fits.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+from .. import prompts
+from ..base.files import iter_jsonl
+from ..base.vocabulary import (PREDICTION_FIELDS, REQUIRED_ITEM_FIELDS, REQUIRED_PREDICTION_FIELDS, SET_FILES, SETS,
+                               paper_item_id)
+from ..derivation import Derivation, from_srepr
+from ..perturb import with_authors_prompt
+from . import released
+
+
+def _checked_steps(record) -> list:
+    """A record's normalised steps, every srepr read once; ValueError says what is wrong."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    if "srepr_derivation" not in record:
+        raise ValueError("lacks srepr_derivation")
+    steps = Derivation.from_record(record).steps
+    if not steps:
+        raise ValueError("empty srepr_derivation")
+    for _, srepr in steps:
+        from_srepr(srepr)
+    return steps
+
+
+def read_derivations(path: Path | str) -> list[dict]:
+    """Derivation records of a derivations JSONL, a run directory holding ``derivations.jsonl``,
+    or an authors' results file (its static derivations); a malformed record is an error
+    naming the file and the line."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "derivations.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"no derivations file {path}")
+    if released.is_results_file(path):
+        entries = [(f"item {k}", r) for k, r in enumerate(released.static_records(path))]
+    else:
+        entries = [(f"line {n}", r) for n, r in iter_jsonl(path)]
+    records = []
+    for where, record in entries:
+        try:
+            steps = _checked_steps(record)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {where}: {err}") from None
+        record = dict(record)
+        record["srepr_derivation"] = steps
+        record.setdefault("id", f"line-{where.split()[-1]}")
+        records.append(record)
+    return records
+
+
+def iter_steps(path: Path | str) -> Iterable[tuple[str, str, list]]:
+    """(id, field, steps) of every derivation in a derivations JSONL or an authors' results file
+    (``srepr_derivation`` and ``P srepr_derivation`` for P in VR, EE, AG, SR)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if released.is_results_file(path):
+        yield from released.derivations(path)
+        return
+    for number, record in iter_jsonl(path):
+        if not isinstance(record, dict) or "srepr_derivation" not in record:
+            raise ValueError(f"{path}: line {number} lacks srepr_derivation")
+        yield str(record.get("id", "?")), "srepr_derivation", record["srepr_derivation"]
+
+
+def read_items(path: Path | str) -> list[dict]:
+    """Static items from a JSONL file (a sets file, or a derivations file: items without a
+    prompt get the authors' rule's) or from an authors' results JSON (a list; items get ids
+    ``paper-000``... as in :func:`released.to_predictions`).
+
+    An item that is not a JSON object, lacks a field, or holds a malformed derivation is an
+    error naming the file and the line (JSONL) or item (JSON).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no input file {path}")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+        entries = [(f"item {i}", {"id": paper_item_id(i), **item} if isinstance(item, dict) else item)
+                   for i, item in enumerate(data)]
+    else:
+        entries = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append((f"line {number}", json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+    items = []
+    for where, item in entries:
+        try:
+            steps = _checked_steps(item)
+            item = {**item, "srepr_derivation": steps}
+            if "prompt" not in item:
+                item = with_authors_prompt(item)
+            elif "derivation" not in item and "equations" not in item:
+                raise ValueError("has a prompt but lacks derivation (its equations' text)")
+            prompts.parse_prompt(item["prompt"])
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{path}: {where}: {err}") from None
+        items.append(item)
+    return items
+
+
+def load_sets(directory: Path | str) -> dict[str, list[dict]]:
+    """Every set file of a sets directory (missing perturbed files give empty sets)."""
+    directory = Path(directory)
+    if not (directory / "static.jsonl").exists():
+        raise FileNotFoundError(f"{directory} is not a sets directory (no static.jsonl)")
+    return {name: [r for _, r in iter_jsonl(directory / f"{name}.jsonl")]
+            if (directory / f"{name}.jsonl").exists() else [] for name in SET_FILES}
+
+
+def load_set(sets_dir: Path | str, name: str, required: tuple[str, ...] = REQUIRED_ITEM_FIELDS,
+             allow_empty: bool = False) -> list[dict]:
+    """The items of ``<sets_dir>/<name>.jsonl``; a missing file or field is an error naming it."""
+    path = Path(sets_dir) / f"{name}.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (a sets directory holds {', '.join(SET_FILES)} .jsonl)")
+    items = [r for _, r in iter_jsonl(path)]
+    if not items and not allow_empty:
+        raise ValueError(f"{path} holds no items")
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: item {number} is not a JSON object")
+        absent = [f for f in required if not isinstance(item.get(f), str) or not item.get(f)]
+        if absent:
+            raise ValueError(f"{path}: item {number} (id {item.get('id', '?')!r}) lacks field(s) "
+                             f"{', '.join(absent)} (required: {', '.join(required)})")
+    return items
+
+
+def load_prompting_sets(sets_dir: Path | str, max_items: int = 0) -> tuple[list[dict], dict[str, list[dict]]]:
+    """(train, {set: items}) of a sets directory, for prompting; ``max_items`` > 0 keeps the
+    first static items and their matched perturbed items. Missing perturbed files are allowed
+    (none of that set)."""
+    sets_dir = Path(sets_dir)
+    for required in ("train.jsonl", "static.jsonl"):
+        if not (sets_dir / required).exists():
+            raise FileNotFoundError(f"sets directory {sets_dir} lacks {required}")
+    train = [r for _, r in iter_jsonl(sets_dir / "train.jsonl")]
+    tests = {name: load_set(sets_dir, name, allow_empty=True) for name in SETS if (sets_dir / f"{name}.jsonl").exists()}
+    if max_items:
+        keep = {item["id"] for item in tests["static"][:max_items]}
+        tests = {name: [i for i in items if i["id"] in keep] for name, items in tests.items()}
+    return train, tests
+
+
+def load_predictions(path: Path | str, model_name: str | None = None) -> list[dict]:
+    """Prediction records from a derivlib predictions JSONL, a run directory holding
+    ``predictions.jsonl``, or an authors' results JSON file, alike. ``model_name`` renames the
+    model of an authors' file (its name is otherwise read off the file's keys)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "predictions.jsonl").exists():
+            raise FileNotFoundError(f"{path}: no predictions.jsonl in this directory")
+        path = path / "predictions.jsonl"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such predictions file or run directory")
+    if released.is_results_file(path):
+        return released.to_predictions(path, model_name)
+    records = []
+    for number, record in iter_jsonl(path):
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {number} is not a JSON object")
+        missing = [k for k in REQUIRED_PREDICTION_FIELDS if k not in record]
+        if missing:
+            raise ValueError(f"{path}: line {number} lacks {', '.join(missing)} "
+                             f"(expected fields {', '.join(PREDICTION_FIELDS)})")
+        if record["set"] not in SETS:
+            raise ValueError(f"{path}: line {number} has set {record['set']!r}, expected one of {', '.join(SETS)}")
+        for key in ("reference", "prediction"):
+            if not isinstance(record[key], str):
+                raise ValueError(f"{path}: line {number}: field {key!r} is {type(record[key]).__name__}, "
+                                 "expected text")
+        if model_name:
+            record = {**record, "model": model_name}
+        records.append(record)
+    return records
