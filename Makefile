@@ -60,6 +60,7 @@ $(BUILD)/08_paper_outputs.ipynb: notebooks/08_paper_outputs.ipynb $(NBDEPS)
 	$(call RUN_NB,08_paper_outputs)
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 benchmarks: $(STAMP)

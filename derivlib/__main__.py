@@ -21,11 +21,16 @@ COMMANDS = {
 }
 
 
+#: Exceptions that mean bad input (a file, a parameter, a directory): one line, exit status 2.
+INPUT_ERRORS = (ValueError, TypeError, KeyError, LookupError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m derivlib", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     argv = sys.argv[1:] if argv is None else argv
-    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
@@ -35,10 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError) as err:
+    except KeyboardInterrupt:
+        print("interrupted: complete runs and cached answers are kept; an unfinished run directory "
+              "is left as <dir>.partial and a rerun of the same command resumes it", file=sys.stderr)
+        return 130
+    except INPUT_ERRORS as err:
+        if args.debug:
+            raise
         # Bad input is reported in one line naming the problem, not as a traceback.
-        print(f"error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
         return 2
+    except Exception as err:  # noqa: BLE001 -- anything else: one line, and how to see more
+        if args.debug:
+            raise
+        message = " ".join(str(err).split())[:500]
+        print(f"error: {type(err).__name__}: {message} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 same defaults, so that what a reader sees in the notebook is what the stage validates."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 
 import papermill as pm
 import pytest
 
-from derivlib import notebooks
+from derivlib.cli import notebook as notebooks
 
 PARAMS = {
     "01_generate": "derivlib.generate:GenerateParams",
@@ -18,7 +19,7 @@ PARAMS = {
     "05_prompt_llm": "derivlib.fewshot:PromptParams",
     "06_score": "derivlib.scoring:ScoreParams",
     "07_error_analysis": "derivlib.check:ErrorAnalysisParams",
-    "08_paper_outputs": "derivlib.paper:PaperOutputsParams",
+    "08_paper_outputs": "derivlib.stages.paper_outputs:Params",
 }
 
 
@@ -39,6 +40,6 @@ def test_parameters_cell_matches_the_stage_dataclass(name):
     fields = {f.name: f for f in dataclasses.fields(_dataclass(PARAMS[name]))}
     assert set(declared) == set(fields), f"{name}: notebook and {PARAMS[name]} declare different names"
     for pname, info in declared.items():
-        notebook_default = eval(info["default"], {})  # literals only, as the notebooks promise
+        notebook_default = ast.literal_eval(info["default"])  # literals only, as the notebooks promise
         assert notebook_default == _default(fields[pname]), f"{name}: default of {pname!r} differs"
         assert info["help"], f"{name}: parameter {pname!r} has no comment"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from derivlib import notebooks
+from derivlib.cli import notebook as notebooks
 
 #: notebook -> stage whose run directory it publishes as <stage>/tiny
 STAGES = {
