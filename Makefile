@@ -10,7 +10,7 @@ PKG := $(shell find derivlib -name '*.py' 2>/dev/null)
 RUN_NB = $(PY) -m derivlib notebook $(1) --profile $(PROFILE) --out $@
 
 .DELETE_ON_ERROR:
-.PHONY: reproduce test setup clean lab generate testsets train predict prompt-llm score errors paper-outputs benchmarks help
+.PHONY: reproduce report test setup clean lab generate testsets train predict prompt-llm score errors paper-outputs benchmarks help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|paper]  run every notebook (outputs: data/, figures/<profile>/, build/<profile>/)"
@@ -29,8 +29,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-reproduce: generate testsets train predict prompt-llm score errors paper-outputs
+reproduce: generate testsets train predict prompt-llm score errors paper-outputs report
 	@echo "done: executed notebooks in $(BUILD)/, figures in figures/$(PROFILE)/, data in data/"
+
+# The report of the runs above: build/<profile>/report/index.html (plain HTML, opens from disk).
+report: $(STAMP)
+	$(PY) -m derivlib report --profile $(PROFILE)
 
 generate: $(BUILD)/01_generate.ipynb
 testsets: $(BUILD)/02_testsets.ipynb

@@ -18,6 +18,7 @@ COMMANDS = {
     "score": ("score", "ROUGE-2 / BLEU / GLEU (/ BLEURT) per model and test set"),
     "check": ("check", "check generated derivations symbolically and label errors"),
     "notebook": ("notebook", "execute one numbered notebook with a parameter profile (papermill)"),
+    "report": ("report", "the HTML report of a profile: executed notebooks, figures, main results"),
 }
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +83,57 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
         assert nb["cells"][0]["cell_type"] == "markdown", f"{path.name}: first cell should be the title"
         assert not any("def " in "".join(c["source"]).split("\n", 1)[0] or "\ndef " in "".join(c["source"])
                        for c in code), f"{path.name}: function definitions belong in derivlib"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--allow-file-access-from-files", "--virtual-time-budget=10000"]
+
+
+@pytest.fixture(scope="module")
+def report(executed):
+    root, outcome = executed
+    env = {**os.environ, "DERIVLIB_DATA": str(root / "data")}
+    result = subprocess.run([sys.executable, "-m", "derivlib", "report", "--profile", "tiny",
+                             "--build", str(root / "build"), "--out", str(root / "report")],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return root / "report", result.stdout
+
+
+@pytest.mark.slow
+def test_report_gathers_every_notebook_figure_and_the_main_table(executed, report):
+    directory, printed = report
+    index = (directory / "index.html").read_text()
+    for name in STAGES:
+        assert (directory / f"{name}.html").exists(), f"{name} not converted"
+        assert f"href='{name}.html'" in index
+    figures = sorted(p.name for p in (directory / "figures").glob("*.png"))
+    assert figures and all(f"figures/{f}" in index for f in figures)
+    assert "ROUGE-2" in index and "copy-prompt" in index and "goal reached" in index
+    assert "report:" in printed and "copy-prompt" in printed
+
+
+@pytest.mark.slow
+def test_report_renders_in_a_real_browser(report, tmp_path):
+    if CHROMIUM is None:
+        message = "needs Chromium (Debian package chromium; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    directory, _ = report
+    url = (directory / "index.html").resolve().as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *profile, "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    loaded = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom.stdout)
+    assert loaded, "the page did not finish loading: " + dom.stderr[-500:]
+    assert int(loaded.group(2)) > 0 and loaded.group(1) == loaded.group(2), "some images did not load"
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, *profile, "--window-size=1280,2000",
+                    f"--screenshot={shot}", url], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20000
+    keep = os.environ.get("DERIVLIB_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copyfile(shot, keep)

@@ -1,0 +1,71 @@
+"""``python -m derivlib report --profile P``: the profile's report, ``build/<P>/report/index.html``.
+
+Every executed notebook of ``build/<P>/`` converted to HTML, every figure of the published runs,
+and an index page with the main results table. Prints that table and the report's path (the
+last step of ``make reproduce``)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from ..presentation import report
+from ..stages.rundir import COMPLETE, data_root
+from .notebook import notebook_names
+
+
+def add_arguments(p):
+    p.add_argument("--profile", default="smoke", help="profile whose runs and notebooks to report (default: smoke)")
+    p.add_argument("--build", type=Path, help="executed notebooks (default: build/<profile>)")
+    p.add_argument("--out", type=Path, help="report directory (default: <build>/report)")
+
+
+def _stage_run(notebook: str, profile: str) -> report.StageRun:
+    stage = notebook.split("_", 1)[1]
+    directory = data_root() / stage / profile
+    if not (directory / COMPLETE).exists():
+        return report.StageRun(notebook, stage, None)
+    meta = json.loads((directory / "meta.json").read_text())
+    params = json.loads((directory / "params.json").read_text())
+    names = meta.get("figures") or sorted(p.stem for p in (directory / "figures").glob("*.png"))
+    figures = {n: directory / "figures" / f"{n}.png" for n in names if (directory / "figures" / f"{n}.png").exists()}
+    return report.StageRun(notebook, stage, directory.resolve(), params, meta, figures)
+
+
+def _csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.exists() else None
+
+
+def run(args) -> int:
+    build = args.build or Path("build") / args.profile
+    out = args.out or build / "report"
+    stages = [_stage_run(name, args.profile) for name in notebook_names()]
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "figures").mkdir(parents=True)
+    notebook_links = {}
+    for name in notebook_names():
+        executed = build / f"{name}.ipynb"
+        if executed.exists():
+            (partial / f"{name}.html").write_text(report.notebook_html(executed), encoding="utf-8")
+            notebook_links[name] = f"{name}.html"
+    figure_links = {}
+    for stage in stages:
+        for name, path in stage.figures.items():
+            shutil.copyfile(path, partial / "figures" / f"{name}.png")
+            figure_links[name] = (f"figures/{name}.png", stage.notebook)
+    root = data_root()
+    table = report.results_table(_csv(root / "score" / args.profile / "means.csv"),
+                                 _csv(root / "error_analysis" / args.profile / "summary.csv"))
+    (partial / "index.html").write_text(report.index_html(args.profile, stages, table, figure_links,
+                                                         notebook_links), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(partial, out)
+    print(f"main results ({args.profile}): ROUGE-2 x100 [95% interval], symbolic check")
+    print(table.to_string(index=False) if len(table) else "(no scores yet)")
+    print(f"report: {(out / 'index.html').resolve()}")
+    return 0
