@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from derivlib import check, derivation, latex, paper
+from derivlib import check, derivation, generate, latex
+from derivlib.readers import released
 
 
 def main() -> None:
@@ -17,17 +18,16 @@ def main() -> None:
                         help="processes generating those derivations (same derivations whatever the number)")
     args = parser.parse_args()
     if args.generated:
-        from derivlib import generate
         records, _ = generate.generate(args.generated, seed=0, workers=args.workers)
         sreprs = [s for r in records for _, s in r["srepr_derivation"]]
         good = sum(latex.parse(derivation.latex_of_srepr(s)).expr == latex.canonicalize(derivation.from_srepr(s))
                    for s in sreprs)
         print(f"round trip on {len(records)} generated derivations: {good}/{len(sreprs)} equations "
               f"({100 * good / len(sreprs):.2f}%)")
-    files = paper.results_files()
+    files = released.results_files()
     if not files:
-        raise SystemExit(f"needs the released results: {paper.DOWNLOAD_HINT}")
-    records = [r for path in files.values() for r in paper.to_predictions(path)]
+        raise SystemExit(f"needs the released results: {released.DOWNLOAD_HINT}")
+    records = [r for path in files.values() for r in released.to_predictions(path)]
     start = time.process_time()
     checks = check.check_records(records)
     seconds = time.process_time() - start

@@ -8,7 +8,7 @@ equal. It is then scored on held-out static prompts: the share of premises copie
 (greedy), and token accuracy with the reference fed in (teacher forcing). The last line prints
 the ratio of exact copies, high rate over low rate.
 
-    .venv/bin/python benchmarks/copy_probe.py [--sets testsets/smoke] [--epochs 6] [--train-items 1710] [--rates 0.001,0.1]
+    .venv/bin/python benchmarks/copy_probe.py [--sets testsets/smoke] [--epochs 6] [--train-items 1710] [--rates 0.001,0.1] [--workers 2]
 
 Measured on the earlier smoke sets (the paper's derivation lengths; 1,710 training prompts, 6
 epochs, 642 steps, about 4 minutes in all on 2 cores): exact 2/40 at 1e-3 and 8/40 at 0.1, token accuracy 0.755 and 0.897 (4.0x).
@@ -21,27 +21,21 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from derivlib import config
-from derivlib.derivation import split_equations
+from derivlib.base.params import validate
+from derivlib.base.vocabulary import split_equations
 from derivlib.models import t5
+from derivlib.readers.runs import load_set
+from derivlib.stages.rundir import resolve_run_dir
 
 
-def first_premise_sets(sets_dir: Path, out: Path, test_items: int) -> Path:
-    """A sets directory whose targets are each item's first equation."""
-    for name in t5.SET_FILES:
-        items = t5.load_set(sets_dir, name)
-        if name not in ("train", "dev"):
-            items = items[:test_items]
-        config.write_jsonl(out / f"{name}.jsonl", [
-            {"id": it["id"], "prompt": it["prompt"], "derivation": split_equations(it["derivation"])[0]}
-            for it in items])
-    config.atomic_write_json(out / "meta.json", {"key": f"copy-probe:{sets_dir}"})
-    (out / config.COMPLETE).write_text("done\n")
-    return out
+def first_premise_items(sets_dir: Path, name: str) -> list[dict]:
+    """The items of one set, each item's target cut to its first equation."""
+    return [{"id": it["id"], "prompt": it["prompt"], "derivation": split_equations(it["derivation"])[0]}
+            for it in load_set(sets_dir, name)]
 
 
 def teacher_forced_accuracy(model, tokenizer, prompts: list[str], targets: list[str]) -> float:
-    import torch
+    import torch  # optional heavy dependency, loaded after the thread policy
 
     inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
     labels = tokenizer(text_target=targets, return_tensors="pt", padding=True)["input_ids"].to(model.device)
@@ -52,15 +46,13 @@ def teacher_forced_accuracy(model, tokenizer, prompts: list[str], targets: list[
     return float(((predicted == labels) & real).sum() / real.sum())
 
 
-def probe(sets_dir: Path, root: Path, rate: float, epochs: int, train_items: int) -> dict:
-    params = config.validate(t5.TrainParams, {
-        "sets": str(sets_dir), "profile": "copy-probe", "epochs": epochs, "sub_derivations": False,
-        "max_train_items": train_items,
+def probe(sets_dir: Path, out: Path, rate: float, epochs: int, train_items: int, test_items: int) -> dict:
+    config = validate(t5.TrainConfig, {
+        "epochs": epochs, "sub_derivations": False, "max_train_items": train_items,
         "position_bias_learning_rate": rate, "log_every": 100})
-    run = config.start_run("train_t5", params, upstream={"sets": sets_dir}, root=root)
-    t5.train(run)
-    model, tokenizer = t5.load_model(run.dir)
-    static = t5.load_set(sets_dir, "static")
+    result = t5.train(first_premise_items(sets_dir, "train"), first_premise_items(sets_dir, "dev"), out, config)
+    model, tokenizer = t5.load_model(result.model_dir)
+    static = first_premise_items(sets_dir, "static")[:test_items]
     prompts, targets = [it["prompt"] for it in static], [it["derivation"] for it in static]
     outputs = t5.generate(model, tokenizer, prompts, max_new_tokens=128)
     return {"rate": rate, "exact": sum(o == t for o, t in zip(outputs, targets)), "items": len(static),
@@ -75,12 +67,15 @@ def main() -> None:
     parser.add_argument("--test-items", type=int, default=40)
     parser.add_argument("--train-items", type=int, default=1710,
                         help="training prompts used (0: all); 1,710 keeps the probe at about 4 minutes")
+    parser.add_argument("--workers", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    sets_dir = config.resolve_run_dir(args.sets, "sets")
+    t5.prefer_passive_threads()  # before torch loads
+    t5.set_cpu_threads(args.workers)
+    sets_dir = resolve_run_dir(args.sets, "sets")
     with tempfile.TemporaryDirectory() as tmp:
-        probe_sets = first_premise_sets(sets_dir, Path(tmp) / "sets", args.test_items)
-        results = [probe(probe_sets, Path(tmp) / "runs", rate, args.epochs, args.train_items) for rate in rates]
+        results = [probe(sets_dir, Path(tmp) / f"rate-{rate:g}", rate, args.epochs, args.train_items, args.test_items)
+                   for rate in rates]
     for r in results:
         print(f"position-bias lr {r['rate']:g}: exact {r['exact']}/{r['items']}, "
               f"token accuracy {r['token_accuracy']:.3f}")

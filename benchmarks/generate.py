@@ -15,6 +15,8 @@ import argparse
 import os
 import time
 
+from joblib.externals.loky import get_reusable_executor
+
 from derivlib import generate
 
 PAPER_SCALE = 30000
@@ -32,7 +34,6 @@ def measure(n: int, workers: int, seed: int) -> tuple[int, float, float]:
     With workers, joblib's reusable worker processes are started (SymPy imported) before the
     clock starts, as they are once per run of 30,000; their start-up CPU time is still counted.
     """
-    from joblib.externals.loky import get_reusable_executor
     cpu = cpu_seconds()
     if workers > 1:
         generate.generate(workers, seed=seed + 1000, workers=workers)  # start the workers

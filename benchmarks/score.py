@@ -26,15 +26,16 @@ try:  # one core, as the goal is stated
 except (AttributeError, OSError):
     pass
 
-from derivlib import metrics, paper
+from derivlib import metrics
+from derivlib.readers import released
 
 REPEATS = 5
 
 
 def released_pairs() -> list[tuple[str, str]]:
     pairs = []
-    for path in paper.results_files().values():
-        records = paper.to_predictions(path)
+    for path in released.results_files().values():
+        records = released.to_predictions(path)
         by_key = {(r["set"], r["id"]): r for r in records}
         pairs += [(r["prediction"], r["reference"]) for r in records]
         for (set_name, item_id), r in by_key.items():

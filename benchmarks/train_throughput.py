@@ -5,7 +5,7 @@ Same model (the smoke profile's from-scratch T5), same examples, same batch size
 optimizer, one epoch over the same items each; the figure is real (non-padding) prompt + target
 tokens per second. The last line prints the ratio (goal: >= 2).
 
-    .venv/bin/python benchmarks/train_throughput.py [--sets DIR] [--items 160]
+    .venv/bin/python benchmarks/train_throughput.py [--sets DIR] [--items 160] [--workers 2]
 
 Data: ``DIR/train.jsonl`` of a 02_testsets run, else the released items' prompts and
 derivations (all five variants) from $DERIVLIB_PAPER_RESULTS.
@@ -20,28 +20,30 @@ import tempfile
 import time
 from pathlib import Path
 
-from derivlib import config, paper
+from derivlib.base.vocabulary import SETS, field
 from derivlib.models import t5, tokenization
+from derivlib.readers import released
+from derivlib.readers.runs import load_set
+from derivlib.stages.rundir import resolve_run_dir
 
 
 def load_pairs(sets: str | None) -> list[dict]:
     if sets:
-        return t5.load_set(config.resolve_run_dir(sets, "sets"), "train")
-    directory = paper.results_dir()
+        return load_set(resolve_run_dir(sets, "sets"), "train")
+    directory = released.results_dir()
     if directory is None:
-        sys.exit(f"no data: pass --sets or {paper.DOWNLOAD_HINT}")
+        sys.exit(f"no data: pass --sets or {released.DOWNLOAD_HINT}")
     pairs = []
-    for item in paper.load_items(directory / "flan-t5-large_results.json"):
-        for name in paper.SETS:
-            pairs.append({"prompt": item[paper.field(name, "prompt")],
-                          "derivation": item[paper.field(name, "derivation")]})
+    for item in released.load_items(directory / "flan-t5-large_results.json"):
+        for name in SETS:
+            pairs.append({"prompt": item[field(name, "prompt")], "derivation": item[field(name, "derivation")]})
     return pairs
 
 
-def measure(rows: list[dict], tokenizer, params: t5.TrainParams, padded: bool, out: Path) -> float:
+def measure(rows: list[dict], tokenizer, params: t5.TrainConfig, padded: bool, out: Path) -> float:
     """Real tokens per second of one epoch over ``rows``."""
-    from datasets import Dataset
-    from transformers import (DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments,
+    from datasets import Dataset  # optional heavy dependency, loaded after the thread policy
+    from transformers import (DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments,  # as above
                               T5Config, T5ForConditionalGeneration, set_seed)
 
     set_seed(params.seed)
@@ -77,16 +79,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", help="a 02_testsets run directory (default: released items)")
     parser.add_argument("--items", type=int, default=160, help="examples trained on, per set-up")
+    parser.add_argument("--workers", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
-    params = t5.TrainParams()  # the smoke profile's model sizes
-    t5.set_cpu_threads(params.workers)
+    t5.prefer_passive_threads()  # before torch loads
+    params = t5.TrainConfig()  # the smoke profile's model sizes
+    t5.set_cpu_threads(args.workers)
     pairs = load_pairs(args.sets)
     random.Random(0).shuffle(pairs)
     pairs = pairs[: args.items]
     texts = [t for p in pairs for t in (p["prompt"], p["derivation"])]
     tokenizer = tokenization.train_latex_tokenizer(texts, params.vocab_size)
     items = [{"id": str(i), **p} for i, p in enumerate(pairs)]
-    rows, too_long = t5._encode(tokenizer, items, 512)
+    rows, too_long = t5.encode(tokenizer, items, 512)
     rows = [{k: r[k] for k in ("input_ids", "labels", "length")} for r in rows]
     lengths = [r["length"] for r in rows]
     print(f"{len(rows)} examples ({too_long} over 512 tokens dropped), prompt+target tokens: "

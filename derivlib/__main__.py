@@ -17,6 +17,7 @@ COMMANDS = {
     "prompt": ("prompt", "prompt a chat LLM through an OpenAI-compatible endpoint"),
     "score": ("score", "ROUGE-2 / BLEU / GLEU (/ BLEURT) per model and test set"),
     "check": ("check", "check generated derivations symbolically and label errors"),
+    "export": ("export", "lm-evaluation-harness tasks, a Hugging Face dataset, or step labels"),
     "notebook": ("notebook", "execute one numbered notebook with a parameter profile (papermill)"),
     "report": ("report", "the HTML report of a profile: executed notebooks, figures, main results"),
 }

@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Sequence
 
 from . import prompts
-from .derivation import JOIN, is_premise, normalise_annotation
+from .base.vocabulary import JOIN
+from .derivation import is_premise, normalise_annotation
 
 
 def references(annotation) -> list[int]:

@@ -6,12 +6,10 @@ models: what a model adds is its distance above it.
 """
 from __future__ import annotations
 
-from .derivation import JOIN
+from .base.vocabulary import JOIN
+from .prompts import DERIVE, GIVEN, OBTAIN
 
 MODEL_NAME = "copy-prompt"
-_GIVEN = "Given "
-_DERIVE = ", then derive "
-_OBTAIN = ", then obtain "
 
 
 def prompt_equations(prompt: str) -> list[str]:
@@ -20,10 +18,10 @@ def prompt_equations(prompt: str) -> list[str]:
     Equations never contain ``", then "`` or ``" and "`` (the LaTeX printer writes neither),
     so splitting on the template's literal separators is exact.
     """
-    if not isinstance(prompt, str) or not prompt.startswith(_GIVEN) or _OBTAIN not in prompt:
+    if not isinstance(prompt, str) or not prompt.startswith(GIVEN) or OBTAIN not in prompt:
         raise ValueError(f"not a derivation prompt (expected 'Given ..., then obtain ...'): {prompt!r:.120}")
-    head, goal = prompt[len(_GIVEN):].rsplit(_OBTAIN, 1)
-    premises, *intermediates = head.split(_DERIVE)
+    head, goal = prompt[len(GIVEN):].rsplit(OBTAIN, 1)
+    premises, *intermediates = head.split(DERIVE)
     equations = premises.split(JOIN) + intermediates + [goal]
     if any(not eq.strip() for eq in equations):
         raise ValueError(f"derivation prompt with an empty equation: {prompt!r:.120}")

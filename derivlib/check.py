@@ -36,6 +36,9 @@ have none), or (c) up to an additive constant: the residual is the same at every
 
 Per derivation: goal reached (some generated equation is the reference's last, either side
 order), reference steps skipped (non-premise reference equations never produced), lengths.
+
+Stage ``error_analysis`` (:mod:`derivlib.stages.error_analysis`) runs these checks over
+predictions runs; the ``check`` command over files.
 """
 from __future__ import annotations
 
@@ -47,11 +50,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 import sympy as sp
 from sympy.core.function import AppliedUndef
+from sympy.integrals.manualintegrate import manualintegrate
 
-from . import latex, paper, srepr
-from .derivation import Derivation, is_premise, normalise_annotation, split_equations
+from . import latex, srepr
+from .base.vocabulary import SETS, split_equations
+from .derivation import Derivation, is_premise, normalise_annotation
 
 LABELS = ("unparseable", "reference", "valid", "incorrect", "redundant", "irrelevant")
 COUNT_COLUMNS = ("equations",) + LABELS + ("derivations", "goal_reached")
@@ -104,6 +110,13 @@ class DerivationCheck:
         out["labels"] = self.labels
         return out
 
+    @classmethod
+    def from_dict(cls, row: dict) -> "DerivationCheck":
+        """The check that :meth:`to_dict` wrote (extra keys, such as scores, are ignored)."""
+        fields = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
+        fields["equations"] = [EquationCheck(**e) if isinstance(e, dict) else e for e in fields["equations"]]
+        return cls(**fields)
+
 
 # ----------------------------------------------------------------------------------- context
 
@@ -120,7 +133,7 @@ def _function_side(equation: sp.Equality):
     return None
 
 
-class _Context:
+class ReferenceContext:
     """What the checks of one reference derivation share: premises, definitions, constants."""
 
     def __init__(self, steps: Sequence[Sequence], seed: int):
@@ -185,8 +198,8 @@ def _keys(equation: sp.Equality) -> tuple:
 
 
 @functools.lru_cache(maxsize=512)
-def _context(steps_key: tuple, seed: int) -> _Context:
-    return _Context([list(step) for step in steps_key], seed)
+def _context(steps_key: tuple, seed: int) -> ReferenceContext:
+    return ReferenceContext([list(step) for step in steps_key], seed)
 
 
 def _steps_key(steps: Sequence[Sequence]) -> tuple:
@@ -203,7 +216,7 @@ def _surrogate(name: str, arity: int, seed: int) -> sp.Lambda:
     return sp.Lambda(args, sp.sin(inner) + sp.Rational(rng.randint(11, 19), 10))
 
 
-def _define(expr: sp.Basic, context: _Context) -> sp.Basic:
+def _define(expr: sp.Basic, context: ReferenceContext) -> sp.Basic:
     for _ in range(MAX_DEFINITION_ROUNDS):
         applications = [a for a in expr.atoms(AppliedUndef) if a.func.__name__ in context.definitions]
         if not applications:
@@ -247,7 +260,6 @@ def _integration_cost(expr: sp.Basic) -> int:
 def _antiderivative(integrand: sp.Basic, variable: sp.Symbol):
     if _integration_cost(integrand) > MAX_INTEGRAND_OPS:
         return None
-    from sympy.integrals.manualintegrate import manualintegrate
     try:
         result = manualintegrate(integrand, variable)
     except Exception:  # manualintegrate raises assorted errors on integrands it cannot do
@@ -270,7 +282,7 @@ def _evaluate_integrals(expr: sp.Basic) -> sp.Basic:
     return expr.xreplace(mapping) if mapping else expr
 
 
-def prepare(expr: sp.Basic, context: _Context) -> sp.Basic:
+def prepare(expr: sp.Basic, context: ReferenceContext) -> sp.Basic:
     """``expr`` with premises substituted, derivatives and (small) integrals evaluated."""
     expr = _define(expr, context)
     try:
@@ -370,7 +382,7 @@ def _quadrature(integral: sp.Integral, values, size: int) -> np.ndarray:
     return (inner.reshape(size, n) @ _WEIGHTS) * half
 
 
-def _residual(lhs: sp.Basic, rhs: sp.Basic, context: _Context, constants: set, zero_constants: bool):
+def _residual(lhs: sp.Basic, rhs: sp.Basic, context: ReferenceContext, constants: set, zero_constants: bool):
     if zero_constants and constants:
         # a model may integrate or differentiate with respect to a constant's symbol ("dC"):
         # there it is a variable, and replacing it by 0 would make SymPy refuse the limits
@@ -384,7 +396,7 @@ def _residual(lhs: sp.Basic, rhs: sp.Basic, context: _Context, constants: set, z
     return left - right, 1 + np.abs(left) + np.abs(right)
 
 
-def holds(lhs: sp.Basic, rhs: sp.Basic, context: _Context, constants: set, lenient: bool) -> tuple[bool, str]:
+def holds(lhs: sp.Basic, rhs: sp.Basic, context: ReferenceContext, constants: set, lenient: bool) -> tuple[bool, str]:
     """(holds, how) for the prepared sides of an equation."""
     attempts = [(False, "exact")]
     if lenient:
@@ -500,7 +512,7 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
         length=len(texts), reference_length=len(context.reference), parse_failures=failures)
 
 
-def _mark_irrelevant(checks: list[EquationCheck], parsed: list, context: _Context) -> None:
+def _mark_irrelevant(checks: list[EquationCheck], parsed: list, context: ReferenceContext) -> None:
     candidates = [i for i, c in enumerate(checks) if c.label == "valid"]
     if not candidates:
         return
@@ -540,8 +552,6 @@ def check_records(records: Iterable[dict], seed: int = 0) -> list[DerivationChec
 
 def summarize(checks: Iterable[DerivationCheck]):
     """Counts per (model, set): a DataFrame with the columns ``model, set`` + COUNT_COLUMNS."""
-    import pandas as pd
-
     rows: dict[tuple, Counter] = {}
     for check in checks:
         counts = rows.setdefault((check.model, check.set), Counter())
@@ -549,8 +559,6 @@ def summarize(checks: Iterable[DerivationCheck]):
         counts["goal_reached"] += int(check.goal_reached)
         counts["equations"] += len(check.equations)
         counts.update(check.labels)
-    from .paper import SETS
-
     order = {name: i for i, name in enumerate(SETS)}
     table = [{"model": model, "set": set_name, **{c: counts.get(c, 0) for c in COUNT_COLUMNS}}
              for (model, set_name), counts in sorted(rows.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99), kv[0][1]))]
@@ -567,86 +575,6 @@ def format_table(table) -> str:
     return shown[columns].to_string(index=False)
 
 
-# ----------------------------------------------------------------------------------- stage 07
-
-@dataclass(frozen=True)
-class ErrorAnalysisParams:
-    """Parameters of notebook 07_error_analysis (stage ``errors``)."""
-
-    predictions: list = field(default_factory=lambda: ["predict_t5/smoke", "prompt_llm/smoke"])
-    include_paper_results: bool = True
-    seed: int = 0
-    profile: str = "smoke"
-
-    def check(self) -> None:
-        from .config import ParameterError
-        if not isinstance(self.predictions, (list, tuple)) or not all(isinstance(p, str) for p in self.predictions):
-            raise ParameterError("parameter 'predictions' must be a list of run directories (strings)")
-        if not self.predictions and not self.include_paper_results:
-            raise ParameterError("parameters 'predictions' and 'include_paper_results': nothing to check")
-
-
-def open_run(namespace: dict):
-    """Validate the notebook's parameters and open the ``errors`` run directory; every run
-    directory named in ``predictions`` must be complete (else an error naming it)."""
-    from . import config
-    params = config.from_namespace(ErrorAnalysisParams, namespace)
-    upstream = {f"predictions[{i}]": config.resolve_run_dir(p, f"predictions[{i}]")
-                for i, p in enumerate(params.predictions)}
-    for name, path in upstream.items():
-        if not (path / "predictions.jsonl").exists():
-            raise config.ParameterError(f"parameter {name!r}: {path} has no predictions.jsonl")
-    digest, paper_files = paper.results_digest() if params.include_paper_results else ("", {})
-    run = config.start_run("errors", params, upstream=upstream, inputs={"paper_results": digest})
-    run.paper_files = paper_files  # type: ignore[attr-defined]
-    if params.include_paper_results and not paper_files:
-        print(f"released GPT-4 / FLAN-T5-large outputs skipped: {paper.DOWNLOAD_HINT}")
-    return run
-
-
-def analyse(run) -> dict:
-    """Check every prediction record of the run's inputs; writes ``checks.jsonl`` and
-    ``summary.csv`` (loaded instead when the run is complete). Returns tables for the notebook."""
-    import pandas as pd
-    from .config import read_jsonl, write_jsonl
-    from . import metrics
-
-    if run.complete:
-        rows = read_jsonl(run.path("checks.jsonl"))
-    else:
-        records = []
-        for path in run.upstream.values():
-            records.extend(paper.load_predictions(path))
-        for path in getattr(run, "paper_files", {}).values():
-            records.extend(paper.to_predictions(path))
-        checks = []
-        for number, record in enumerate(records, 1):
-            checks.append(check_record(record, seed=run.params.seed))
-            if number % 200 == 0:
-                run.log(f"checked {number}/{len(records)} derivations")
-        scores = metrics.score_pairs([r["prediction"] for r in records], [r["reference"] for r in records])
-        rows = []
-        for index, (record, result) in enumerate(zip(records, checks)):
-            row = result.to_dict()
-            row.update({name: float(values[index]) for name, values in scores.items()})
-            rows.append(row)
-        write_jsonl(run.path("checks.jsonl"), rows)
-    derivations = [DerivationCheck(**{k: v for k, v in r.items() if k in DerivationCheck.__dataclass_fields__})
-                   for r in rows]
-    for item in derivations:
-        item.equations = [EquationCheck(**e) if isinstance(e, dict) else e for e in item.equations]
-    summary = summarize(derivations)
-    per_item = pd.DataFrame([{
-        "model": r["model"], "set": r["set"], "id": r["id"],
-        "share correct": sum(e["label"] in ("reference", "valid") for e in r["equations"]) / max(len(r["equations"]), 1),
-        "goal reached": r["goal_reached"],
-        **{m: r[m] for m in ("rouge", "bleu", "gleu") if m in r}} for r in rows])
-    if not run.complete:
-        summary.to_csv(run.path("summary.csv"), index=False)
-        run.finish(derivations=len(rows), equations=int(summary["equations"].sum()))
-    return {"summary": summary, "per_item": per_item, "checks": derivations}
-
-
 def examples(checks: Sequence[DerivationCheck]) -> dict[str, EquationCheck]:
     """The first equation of each label (for display), in LABELS order."""
     found: dict[str, EquationCheck] = {}
@@ -654,14 +582,3 @@ def examples(checks: Sequence[DerivationCheck]) -> dict[str, EquationCheck]:
         for equation in derivation_check.equations:
             found.setdefault(equation.label, equation)
     return {label: found[label] for label in LABELS if label in found}
-
-
-def show_examples(checks: Sequence[DerivationCheck]):
-    """IPython Markdown: one example of each label, rendered as mathematics."""
-    from IPython.display import Markdown
-    lines = []
-    for label, equation in examples(checks).items():
-        shown = equation.latex or equation.text.replace("$", "")
-        body = f"$${shown}$$" if equation.latex else f"`{equation.text[:200]}`"
-        lines.append(f"**{label}** ({equation.reason or 'matches a reference equation'}):\n\n{body}\n")
-    return Markdown("\n".join(lines))

@@ -8,8 +8,6 @@ annotations store numbers >= 10 as strings; :func:`normalise_annotation` reads b
 """
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -38,7 +36,7 @@ def from_srepr(text: str) -> sp.Basic:
     return srepr.read(text)
 
 
-class _CanonicalReprPrinter(ReprPrinter):
+class CanonicalReprPrinter(ReprPrinter):
     """srepr whose text depends on the expression alone.
 
     ``Symbol('a')`` and ``Symbol('a', commutative=True)`` are equal, so SymPy's cache may hand
@@ -58,7 +56,7 @@ class _CanonicalReprPrinter(ReprPrinter):
         return f"{expr.__class__.__name__}({self._print(expr.name)}, {attrs})"
 
 
-_REPR_PRINTER = _CanonicalReprPrinter()
+_REPR_PRINTER = CanonicalReprPrinter()
 
 
 def to_srepr(expr: sp.Basic) -> str:
@@ -180,6 +178,79 @@ def to_latex(expr: sp.Basic) -> str:
 
 def latex_of_srepr(text: str) -> str:
     return to_latex(from_srepr(text))
+
+
+# ----------------------------------------------------------------------------------- printed once
+
+class SubexpressionMemo:
+    """Mixin for a SymPy printer whose text for an object is a function of the object: each
+    distinct sub-expression is printed once and its text kept, keyed by the object (SymPy
+    equality: structural, type-aware, so ``Float(1.0)`` and ``Integer(1)`` are different keys).
+    Calls with keyword arguments (a function printed as the base of a power gets ``exp=``) and
+    non-SymPy objects (Python's ``1 == True``) are printed as usual."""
+
+    MAX_MEMO = 50_000  # entries; the memo is emptied when full (it pays within a derivation)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._memo: dict = {}
+
+    def _memoisable(self, expr) -> bool:
+        return isinstance(expr, sp.Basic)
+
+    def _print(self, expr, **kwargs) -> str:
+        if kwargs or not self._memoisable(expr):
+            return super()._print(expr, **kwargs)
+        text = self._memo.get(expr)
+        if text is None:
+            text = super()._print(expr)
+            if len(self._memo) >= self.MAX_MEMO:
+                self._memo.clear()
+            self._memo[expr] = text
+        return text
+
+
+class MemoLatexPrinter(SubexpressionMemo, AuthorsLatexPrinter):
+    """:class:`AuthorsLatexPrinter` that prints each distinct sub-expression once.
+
+    A candidate of the generator is mostly made of sub-expressions printed before (the equation
+    it was made from, the operand), and printing a node prints all of its sub-expressions again.
+    The LaTeX printer's text for an expression is a function of the expression alone (its
+    settings are fixed when it is made and it keeps no state while printing).
+    ``tests/test_generate.py`` checks it against the plain printer on real candidates and all
+    their sub-expressions.
+    """
+
+
+class MemoReprPrinter(SubexpressionMemo, CanonicalReprPrinter):
+    """:func:`to_srepr`'s printer, printing each distinct sub-expression once: the equations of a
+    derivation share most of their sub-expressions, and that printer's text is a function of the
+    expression (equal symbols print alike: its purpose). ``tests/test_generate.py`` checks it
+    against ``to_srepr``.
+    """
+
+
+_MEMO_LATEX_PRINTER = MemoLatexPrinter()
+_MEMO_REPR_PRINTER = MemoReprPrinter()
+
+
+def raw_latex(expr: sp.Basic) -> str:
+    """Uncleaned LaTeX (with ``\\left``/``\\right``), what the authors' 350-character filter
+    measured; :func:`to_latex` is ``clean_latex(raw_latex(expr))``.
+
+    SymPy prints an equation as ``"<lhs> = <rhs>"`` with each side printed on its own, so the
+    sides are printed separately, each (and each of its sub-expressions) once, by one
+    :class:`MemoLatexPrinter` per process.
+    """
+    if isinstance(expr, sp.Equality):
+        return f"{_MEMO_LATEX_PRINTER.doprint(expr.lhs)} = {_MEMO_LATEX_PRINTER.doprint(expr.rhs)}"
+    return _MEMO_LATEX_PRINTER.doprint(expr)
+
+
+def fast_srepr(expr: sp.Basic) -> str:
+    """``to_srepr(expr)``, each distinct sub-expression printed once (one
+    :class:`MemoReprPrinter` per process, its memo kept from one call to the next)."""
+    return _MEMO_REPR_PRINTER.doprint(expr)
 
 
 # ----------------------------------------------------------------------------------- records

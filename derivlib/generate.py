@@ -10,8 +10,9 @@ derivation is done once that chain has at least L equations, L = round(Normal(7,
 until 3 < L < 10. 100 rejected proposals abandon a derivation.
 
 Differences from the authors' code, each deliberate:
-- every draw comes from ``config.item_rng(seed, index)``, and free symbols are sorted before
-  drawing, so the same seed gives the same file with any number of worker processes;
+- every draw comes from ``item_rng(seed, index)`` (:mod:`derivlib.base.seeding`), and free
+  symbols are sorted before drawing, so the same seed gives the same file with any number of
+  worker processes;
 - no wall-clock timeouts: expensive SymPy work is refused on structural budgets
   (:mod:`derivlib.rules`), integrals are evaluated with SymPy's Risch and polynomial/table
   methods only (not heurisch, Meijer-G or manual), and every refused candidate is counted by
@@ -38,14 +39,14 @@ comparison since every released static prompt needs one (released: 10.5% / 9.0%,
 accepted for ~9% of its draws: the chosen equation usually has nothing to evaluate, and the
 unchanged equation is rejected as already present, as in the authors' code.
 
-Speed (``benchmarks/generate.py``): while generating, two SymPy internals are replaced by
-stand-ins that give the same answers faster (:func:`fast_sympy`: assumption queries record the
-facts they could not decide, so each handler runs once per node; ``subs``'s sameness test skips
-the tree walk when identity or hashes decide it), and the LaTeX and srepr printers print each
-distinct sub-expression once; outputs are byte-identical to SymPy's own. Of what remains, about
-a quarter of the CPU time is integration, a fifth SymPy's ``Eq`` decision on the new nodes of
-each candidate and a sixth substitution, all part of the algorithm. Chunks go to worker
-processes as they free up, and no index past the last record needed is computed.
+Speed (``benchmarks/generate.py``): while a chunk of derivations is generated, two SymPy
+internals are replaced by stand-ins that give the same answers faster
+(:func:`derivlib.sympy_fast.fast_sympy`, entered once per chunk in the process that computes it,
+so nothing else sees it), and the LaTeX and srepr printers print each distinct sub-expression
+once; outputs are byte-identical to SymPy's own. Of what remains, about a quarter of the CPU time
+is integration, a fifth SymPy's ``Eq`` decision on the new nodes of each candidate and a sixth
+substitution, all part of the algorithm. Chunks go to worker processes as they free up, and no
+index past the last record needed is computed.
 
 Parallelism uses joblib. To run on a cluster, switch its backend without touching this code::
 
@@ -55,34 +56,37 @@ Parallelism uses joblib. To run on a cluster, switch its backend without touchin
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
-import json
 import random
 import statistics
 import string
-import sys
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, MutableMapping, Sequence
 
 import sympy as sp
+from joblib import Parallel, delayed
 from sympy.core.relational import is_eq
 
-from . import config as cfg
-from . import rules
-from .derivation import (JOIN, AuthorsLatexPrinter, _CanonicalReprPrinter, clean_latex, from_srepr,
-                         is_premise, normalise_annotation, to_srepr)
+from . import rules, sympy_fast
+from .base.params import ParameterError, validate
+from .base.seeding import item_rng
+from .base.vocabulary import JOIN
+from .derivation import (clean_latex, fast_srepr, from_srepr, is_premise, normalise_annotation, raw_latex,
+                         to_srepr)
 from .rules import TooExpensive
-from .symbols import SYMBOLS
 
-STAGE = "generate"
 #: Indices per chunk (a unit of parallel work and of resumption): n/16, clamped to this range.
 #: Outcomes are per index, so the chunk size never changes what is generated.
 MIN_CHUNK, MAX_CHUNK = 8, 250
+#: Python frames SymPy may use below the frame that generates one derivation. ``subs`` on some
+#: candidates recurses without end (one crashed a 30,000-derivation run at the default limit);
+#: such a candidate is rejected like any other SymPy error. The limit is set relative to that
+#: frame, so a candidate is rejected or not whatever the caller's stack depth (a joblib worker's,
+#: a notebook's, pytest's): the output stays independent of how it is run. 1,002 is the limit
+#: earlier versions set (1,000 above the two frames of their context manager), kept so that the
+#: files stay the same: a candidate on which SymPy recurses deeply, but not without end, is
+#: accepted or rejected depending on it.
+RECURSION_BUDGET = 1002
 
 
 def chunk_size_for(n: int) -> int:
@@ -114,7 +118,7 @@ class GeneratorConfig:
     max_latex_length: int = 350  # candidates whose LaTeX is at least this long are rejected
 
     def check(self) -> None:
-        P = cfg.ParameterError
+        P = ParameterError
         unknown = sorted(set(self.operator_weights) - set(rules.OPERATORS))
         if unknown:
             raise P(f"parameter 'operator_weights': unknown operator(s) {unknown}; "
@@ -145,7 +149,7 @@ class GeneratorConfig:
                     f"got {self.min_length}, {self.max_length}")
         if self.length_std < 0:
             raise P(f"parameter 'length_std' must be >= 0, got {self.length_std}")
-        if self.length_acceptance() < 1e-4:  # _draw_length redraws until L is in range
+        if self.length_acceptance() < 1e-4:  # draw_length redraws until L is in range
             raise P(f"parameters 'length_mean'/'length_std': round(Normal({self.length_mean}, "
                     f"{self.length_std})) almost never falls in [{self.min_length}, {self.max_length}] "
                     f"(probability {self.length_acceptance():.1e}); move length_mean into that range")
@@ -173,189 +177,10 @@ DEFAULT_CONFIG = GeneratorConfig()
 
 def make_config(**values) -> GeneratorConfig:
     """A validated :class:`GeneratorConfig` (raises ``ParameterError`` naming the parameter)."""
-    return cfg.validate(GeneratorConfig, values)
-
-
-# ----------------------------------------------------------------------------------- SymPy
-
-# Two of SymPy's internal functions, replaced while generating by faster ones that give the same
-# answers (:func:`fast_sympy`). ``sympy.core.assumptions`` the attribute is a function; the
-# modules themselves are in sys.modules.
-_SYMPY_ASSUMPTIONS = sys.modules["sympy.core.assumptions"]
-_SYMPY_BASIC = sys.modules["sympy.core.basic"]
-_STOCK_ASK = _SYMPY_ASSUMPTIONS._ask
-_STOCK_ARESAME = _SYMPY_BASIC._aresame
-#: sha256 of the sources of SymPy 1.14.0's ``_ask`` and ``_aresame`` (``Basic.is_same``), the
-#: functions that :func:`_ask_memo` and :func:`_aresame_fast` stand in for. With any other source
-#: (another SymPy), :func:`fast_sympy` leaves SymPy's own in place.
-STOCK_SHA256 = {"_ask": "fbf4c4060f257a9b435bc0f812609e8c8e57237a6917e8c1ef3a5f4834aaf3e2",
-                "_aresame": "19997e4074bd933bac1109289aad9b5f587682b0420778523d34ea862e251b48"}
-#: The facts that can decide each fact, in a fixed order (SymPy's ``_assume_rules.prereq``).
-_PREREQUISITES = {fact: tuple(sorted(facts))
-                  for fact, facts in _SYMPY_ASSUMPTIONS._assume_rules.prereq.items()}
-_fast_lock = threading.Lock()
-_fast_depth = 0
-
-
-def _ask_memo(fact, obj):
-    """SymPy 1.14.0's ``assumptions._ask``, which also records the facts it could not determine,
-    and tries them in a fixed order instead of a shuffled one.
-
-    SymPy answers ``obj.is_<fact>`` with a breadth-first search over the facts that can decide
-    it (``prereq``), running each one's handler and deducing from every value found; an
-    undecided query stores None for the queried fact only. Every other fact whose handler ran and
-    returned None is left unknown, so the next query of another fact on the same node runs the
-    same handlers again, each asking the same questions of the node's arguments: in profiles of
-    the generator, most of ``Eq``'s decision (``is_eq``) was such repeated searches on the new
-    nodes of each candidate (``lhs - rhs`` and its numerator, the sides).
-
-    Here, when the search ends undecided, each fact whose handler returned None and that no
-    deduction decided either is stored as None too. That is the value SymPy's own query of that
-    fact gives: the search already ran every handler a direct query would run (the prerequisites
-    of each visited fact are visited, skipping only facts already known) and deduced everything
-    from their values, and SymPy's handlers are consistent with its rules, the premise on which
-    SymPy itself tries the facts in random order (it shuffles each fact's prerequisites, to
-    expose handlers that break the premise in its own tests; sympy PR #22557). The same premise
-    lets the prerequisites be tried here in a fixed order, without the shuffle's cost. The outputs
-    are unchanged: the generated files are byte-identical with and without it, and
-    ``tests/test_fast_sympy.py`` compares every fact and ``Eq`` decision of real candidates
-    with plain SymPy's.
-    """
-    assumptions = obj._assumptions
-    handler_map = obj._prop_handler
-    facts_to_check = [fact]
-    facts_queued = {fact}
-    undecided = []
-    for fact_i in facts_to_check:
-        if fact_i in assumptions:
-            continue
-        fact_i_value = None
-        handler_i = handler_map.get(fact_i)
-        if handler_i is not None:
-            fact_i_value = handler_i(obj)
-        if fact_i_value is not None:
-            assumptions.deduce_all_facts(((fact_i, fact_i_value),))
-        else:
-            undecided.append(fact_i)
-        fact_value = assumptions.get(fact)
-        if fact_value is not None:
-            return fact_value
-        for fact_j in _PREREQUISITES.get(fact_i, ()):
-            if fact_j not in facts_queued:
-                facts_queued.add(fact_j)
-                facts_to_check.append(fact_j)
-    if fact in assumptions:
-        return assumptions[fact]
-    assumptions._tell(fact, None)
-    for fact_i in undecided:
-        if fact_i not in assumptions:
-            assumptions._tell(fact_i, None)
-    return None
-
-
-def _aresame_fast(a, b) -> bool:
-    """SymPy's ``_aresame(a, b)`` (``Basic.is_same``: the same tree, node for node, each pair
-    ``==`` and of one class), without walking both trees when the answer is certain.
-
-    ``subs`` asks it at every node, of the node and the pattern (almost always different: their
-    hashes differ) and of each argument before and after substitution (almost always the same
-    object). For SymPy objects, ``a is b`` gives True (``==`` is reflexive for every SymPy class),
-    and different hashes give False (``is_same`` requires ``a == b``, and equal objects hash
-    equally); everything else is left to ``is_same``.
-    """
-    if isinstance(a, sp.Basic) and isinstance(b, sp.Basic):
-        if a is b:
-            return True
-        if hash(a) != hash(b):
-            return False
-    return _STOCK_ARESAME(a, b)
-
-
-#: (module, name, SymPy's function, its replacement)
-_REPLACEMENTS = ((_SYMPY_ASSUMPTIONS, "_ask", _STOCK_ASK, _ask_memo),
-                 (_SYMPY_BASIC, "_aresame", _STOCK_ARESAME, _aresame_fast))
-
-
-@functools.lru_cache(maxsize=1)
-def _stock_is_known() -> bool:
-    """True when SymPy's functions are the ones the replacements were derived from."""
-    import hashlib
-    import inspect
-    for _, name, stock, _ in _REPLACEMENTS:
-        try:
-            source = inspect.getsource(stock)
-        except (OSError, TypeError):
-            return False
-        if hashlib.sha256(source.encode()).hexdigest() != STOCK_SHA256[name]:
-            return False
-    return True
-
-
-@contextlib.contextmanager
-def fast_sympy():
-    """Within this block SymPy runs :func:`_ask_memo` for its assumption queries (same answers,
-    each handler run once per node) and :func:`_aresame_fast` in ``subs`` (same answers, no tree
-    walk when certain). Re-entrant and thread-safe; SymPy's own functions are restored when the
-    outermost block ends. Does nothing with a SymPy whose functions are not the ones replaced."""
-    global _fast_depth
-    with _fast_lock:
-        if _fast_depth == 0 and _stock_is_known():
-            for module, name, _, fast in _REPLACEMENTS:
-                setattr(module, name, fast)
-        _fast_depth += 1
-    try:
-        yield
-    finally:
-        with _fast_lock:
-            _fast_depth -= 1
-            if _fast_depth == 0:
-                for module, name, stock, _ in _REPLACEMENTS:
-                    setattr(module, name, stock)
+    return validate(GeneratorConfig, values)
 
 
 # ----------------------------------------------------------------------------------- state
-
-class _MemoLatexPrinter(rules.SubexpressionMemo, AuthorsLatexPrinter):
-    """:class:`AuthorsLatexPrinter` that prints each distinct sub-expression once.
-
-    A candidate is mostly made of sub-expressions printed before (the equation it was made from,
-    the operand), and printing a node prints all of its sub-expressions again. The LaTeX
-    printer's text for an expression is a function of the expression alone (its settings are
-    fixed when it is made and it keeps no state while printing). ``tests/test_generate.py``
-    checks it against the plain printer on real candidates and all their sub-expressions.
-    """
-
-
-_RAW_PRINTER = _MemoLatexPrinter()
-
-
-class _MemoReprPrinter(rules.SubexpressionMemo, _CanonicalReprPrinter):
-    """:func:`derivation.to_srepr`'s printer, printing each distinct sub-expression once: the
-    equations of a derivation share most of their sub-expressions, and that printer's text is a
-    function of the expression (equal symbols print alike: its purpose). ``tests/test_generate.py``
-    checks it against ``to_srepr``.
-    """
-
-
-_SREPR_PRINTER = _MemoReprPrinter()
-
-
-def _srepr(expr: sp.Basic) -> str:
-    """``to_srepr(expr)``, each distinct sub-expression printed once (:class:`_MemoReprPrinter`)."""
-    return _SREPR_PRINTER.doprint(expr)
-
-
-def raw_latex(expr: sp.Basic) -> str:
-    """Uncleaned LaTeX (with ``\\left``/``\\right``), what the authors' 350-character filter measured.
-
-    SymPy prints an equation as ``"<lhs> = <rhs>"`` with each side printed on its own, so the
-    sides are printed separately, each (and each of its sub-expressions) once:
-    :class:`_MemoLatexPrinter`.
-    """
-    if isinstance(expr, sp.Equality):
-        return f"{_RAW_PRINTER.doprint(expr.lhs)} = {_RAW_PRINTER.doprint(expr.rhs)}"
-    return _RAW_PRINTER.doprint(expr)
-
 
 class _State:
     """A derivation under construction: equations, annotations (1-based, SymPy operands)."""
@@ -446,7 +271,9 @@ class Rejected(Exception):
         self.reason = reason
 
 
-def _recency_weights(n: int, p: int) -> list[int]:
+def recency_weights(n: int, p: int) -> list[int]:
+    """The authors' weight of each of ``n`` equations, oldest first: ``1 + (p-i-1)^3`` for the
+    i-th most recent (i = 0 the newest), 1 once i reaches p - 1."""
     weights = []
     for k in range(n):
         i = n - 1 - k  # i-th most recent
@@ -460,7 +287,7 @@ def _choose(rng: random.Random, options: Sequence, weights: Sequence[float]):
 
 def _pick_equation(state: _State, rng: random.Random, config: GeneratorConfig) -> int:
     n = len(state.equations)
-    return _choose(rng, range(n), _recency_weights(n, config.recency))
+    return _choose(rng, range(n), recency_weights(n, config.recency))
 
 
 def _draw_operator(state: _State, rng: random.Random, config: GeneratorConfig) -> str:
@@ -525,33 +352,6 @@ def _check(state: _State, eq, annotation, config: GeneratorConfig) -> None:
         raise Rejected("nested_function")
     if len(raw_latex(eq)) >= config.max_latex_length:
         raise Rejected("latex_too_long")
-
-
-
-#: Python frames SymPy may use below the generator's own frame. ``subs`` on some candidates
-#: recurses without end (one crashed a 30,000-derivation run at the default limit); such a
-#: candidate is rejected like any other SymPy error. The limit is set relative to the frame that
-#: generates (:func:`_recursion_budget`), so a candidate is rejected or not whatever the caller's
-#: stack depth (a joblib worker's, a notebook's, pytest's): the output stays independent of how
-#: it is run.
-RECURSION_BUDGET = 1000
-
-
-def _stack_depth() -> int:
-    depth, frame = 0, sys._getframe(1)
-    while frame is not None:
-        depth, frame = depth + 1, frame.f_back
-    return depth
-
-
-@contextlib.contextmanager
-def _recursion_budget(frames: int = RECURSION_BUDGET):
-    previous = sys.getrecursionlimit()
-    sys.setrecursionlimit(_stack_depth() + frames)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(previous)
 
 
 def _propose(state: _State, rng: random.Random, config: GeneratorConfig):
@@ -640,10 +440,12 @@ def _renumber(annotation, mapping: dict[int, int]):
     return out
 
 
-def _extract(state: _State) -> list[tuple]:
-    keep = extract_longest_chain(state.annotations)
+def longest_chain(equations: Sequence, annotations: Sequence) -> list[tuple]:
+    """(equation, annotation) of each step of the first longest dependency chain, in order, with
+    the annotations' equation numbers renumbered within the chain."""
+    keep = extract_longest_chain(annotations)
     mapping = {old + 1: new + 1 for new, old in enumerate(keep)}
-    return [(state.equations[k], _renumber(state.annotations[k], mapping)) for k in keep]
+    return [(equations[k], _renumber(annotations[k], mapping)) for k in keep]
 
 
 def _operand_json(operand):
@@ -651,7 +453,7 @@ def _operand_json(operand):
     # as an int, everything else as its srepr.
     if isinstance(operand, sp.Integer) and str(operand) in string.digits:
         return int(operand)
-    return _srepr(operand)
+    return fast_srepr(operand)
 
 
 def annotation_json(annotation):
@@ -675,7 +477,8 @@ def annotation_internal(annotation):
     return [annotation[0], annotation[1], operand]
 
 
-def _draw_length(rng: random.Random, config: GeneratorConfig) -> int:
+def draw_length(rng: random.Random, config: GeneratorConfig) -> int:
+    """The target length L: round(Normal(length_mean, length_std)), redrawn until in range."""
     while True:
         length = round(rng.gauss(config.length_mean, config.length_std))
         if config.min_length <= length <= config.max_length:
@@ -683,7 +486,7 @@ def _draw_length(rng: random.Random, config: GeneratorConfig) -> int:
 
 
 def _generate_steps(rng: random.Random, config: GeneratorConfig, rejections: Counter):
-    target = _draw_length(rng, config)
+    target = draw_length(rng, config)
     state = _State([rules.get_premise(rng)], ["premise"])
     failures = 0
     while True:
@@ -697,28 +500,53 @@ def _generate_steps(rng: random.Random, config: GeneratorConfig, rejections: Cou
                 return None
             continue
         state.append(eq, annotation)
-        chain = _extract(state)
+        chain = longest_chain(state.equations, state.annotations)
         if len(chain) >= target:
             return chain
 
 
-def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
-                 rejections: Counter | None = None) -> dict | None:
-    """Derivation number ``index`` of the stream ``seed``: a record, or None if abandoned."""
-    config = config or DEFAULT_CONFIG
-    rejections = Counter() if rejections is None else rejections
-    rng = cfg.item_rng(seed, index, "generate")
-    with _recursion_budget():
-        with fast_sympy():
-            chain = _generate_steps(rng, config, rejections)
-        if chain is None:
-            return None
-        steps = [[annotation_json(a), _srepr(eq)] for eq, a in chain]
-        # derivation.steps_to_record's format, printed from the equations in hand (each is its
-        # srepr's read-back) instead of parsing the srepr strings again
-        equations = [clean_latex(raw_latex(eq)) for eq, _ in chain]
+def _derive(seed: int, index: int, config: GeneratorConfig, rejections: Counter) -> dict | None:
+    """Derivation ``index`` of stream ``seed``, inside the generating context of
+    :func:`generate_range` (SymPy's stand-ins and the recursion budget)."""
+    rng = item_rng(seed, index, "generate")
+    chain = _generate_steps(rng, config, rejections)
+    if chain is None:
+        return None
+    steps = [[annotation_json(a), fast_srepr(eq)] for eq, a in chain]
+    # derivation.steps_to_record's format, printed from the equations in hand (each is its
+    # srepr's read-back) instead of parsing the srepr strings again
+    equations = [clean_latex(raw_latex(eq)) for eq, _ in chain]
     return {"id": f"g{seed}-{index}", "seed": seed, "index": index, "srepr_derivation": steps,
             "equations": equations, "derivation": JOIN.join(equations)}
+
+
+def generate_range(seed: int, start: int, stop: int, config: GeneratorConfig | None = None) -> list[dict]:
+    """Per-index outcomes ``{"index", "record", "rejections"}`` for indices in [start, stop): one
+    chunk, the unit of work a joblib worker runs.
+
+    SymPy's stand-ins (:func:`sympy_fast.fast_sympy`) and the recursion budget are in force for
+    the whole chunk, in the process that computes it, and only there: they are restored before
+    this returns.
+    """
+    config = config or DEFAULT_CONFIG
+    out = []
+    # each derivation runs in a frame one below this one (_derive), with RECURSION_BUDGET below it
+    with sympy_fast.fast_sympy(), sympy_fast.recursion_limit(sympy_fast.stack_depth() + 1 + RECURSION_BUDGET):
+        for index in range(start, stop):  # a plain loop: a comprehension would add a frame
+            counts: Counter = Counter()
+            record = _derive(seed, index, config, counts)
+            out.append({"index": index, "record": record, "rejections": dict(sorted(counts.items()))})
+    return out
+
+
+def generate_one(seed: int, index: int, config: GeneratorConfig | None = None,
+                 rejections: Counter | None = None) -> dict | None:
+    """Derivation number ``index`` of the stream ``seed``: a record, or None if abandoned (a
+    chunk of one index). Its rejected proposals are added to ``rejections`` when given."""
+    (outcome,) = generate_range(seed, index, index + 1, config)
+    if rejections is not None:
+        rejections.update(outcome["rejections"])
+    return outcome["record"]
 
 
 def next_step(steps: Sequence[Sequence], rng: random.Random,
@@ -727,80 +555,71 @@ def next_step(steps: Sequence[Sequence], rng: random.Random,
 
     Returns ``[annotation, srepr]`` (annotation numbered against ``steps``), or None when
     ``config.max_rejections`` proposals were all rejected. Used for the alternative-goal (AG)
-    perturbation: ``next_step(derivation[:-1], rng)``.
+    perturbation: ``next_step(derivation[:-1], rng)``. Runs on SymPy's own functions (set
+    building calls it between other work), under the generator's recursion budget.
     """
     config = config or DEFAULT_CONFIG
     if not steps:
         raise ValueError("next_step needs at least one step to extend")
     state = _State([from_srepr(s) for _, s in steps], [annotation_internal(a) for a, _ in steps])
-    with fast_sympy(), _recursion_budget():
+    with sympy_fast.recursion_limit(sympy_fast.stack_depth() + RECURSION_BUDGET):
         for _ in range(config.max_rejections):
             try:
                 eq, annotation = _propose(state, rng, config)
             except Rejected:
                 continue
-            return [annotation_json(annotation), _srepr(eq)]
+            return [annotation_json(annotation), fast_srepr(eq)]
     return None
 
 
 # ----------------------------------------------------------------------------------- many
 
-def _generate_range(seed: int, start: int, stop: int, config: GeneratorConfig) -> list[dict]:
-    """Per-index outcomes ``{"index", "record", "rejections"}`` for indices in [start, stop)."""
-    out = []
-    for index in range(start, stop):
-        counts: Counter = Counter()
-        record = generate_one(seed, index, config, counts)
-        out.append({"index": index, "record": record, "rejections": dict(sorted(counts.items()))})
-    return out
-
-
 def _check_n(n: int) -> None:
     if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise cfg.ParameterError(f"parameter 'n' (number of derivations) must be a positive integer, got {n!r}")
+        raise ParameterError(f"parameter 'n' (number of derivations) must be a positive integer, got {n!r}")
 
 
-def _check_workers(workers: int) -> None:
+def check_workers(workers: int) -> None:
+    """Raise ``ParameterError`` unless ``workers`` is a positive integer."""
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise cfg.ParameterError(f"parameter 'workers' must be a positive integer, got {workers!r}")
+        raise ParameterError(f"parameter 'workers' must be a positive integer, got {workers!r}")
+
+
+#: Finished chunks by their bounds ``(start, stop)``: a dict, or a store that keeps them on disk
+#: (the stage's run directory), so that an interrupted run resumes.
+ChunkStore = MutableMapping[tuple, list]
 
 
 def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = None,
-                  chunk_dir: Path | str | None = None, chunk_size: int = MAX_CHUNK,
+                  chunk_store: ChunkStore | None = None, chunk_size: int = MAX_CHUNK,
                   n: int | None = None) -> Iterator[dict]:
     """Per-index outcomes in index order.
 
-    Indices are computed in chunks of at most ``chunk_size``, handed to the ``workers`` processes
-    one at a time as each becomes free (no process waits for another's chunk) and yielded in
-    order. With ``n``, the records wanted, the first batch of chunks covers exactly ``n`` indices
-    and each later one as many indices as records are still missing (an index gives at most one
-    record; abandoned derivations leave a few missing), so no index is computed that is not
-    needed; without ``n``, batches of ``workers`` chunks follow each other forever.
+    Indices are computed in chunks of at most ``chunk_size`` (:func:`generate_range`), handed to
+    the ``workers`` processes one at a time as each becomes free (no process waits for another's
+    chunk) and yielded in order. With ``n``, the records wanted, the first batch of chunks covers
+    exactly ``n`` indices and each later one as many indices as records are still missing (an
+    index gives at most one record; abandoned derivations leave a few missing), so no index is
+    computed that is not needed; without ``n``, batches of ``workers`` chunks follow each other
+    forever.
 
-    With ``chunk_dir``, each finished chunk is saved atomically as ``chunk-<start>-<stop>.jsonl``
-    and reused when present, so an interrupted run resumes where it stopped (the chunks of a run
-    are the same every time: they follow from ``n``, ``chunk_size`` and the outcomes).
+    With ``chunk_store``, each finished chunk is stored under its bounds and a stored chunk is
+    reused instead of computed, so an interrupted run resumes where it stopped (the chunks of a
+    run are the same every time: they follow from ``n``, ``chunk_size`` and the outcomes).
     """
-    from joblib import Parallel, delayed
-
     config = config or DEFAULT_CONFIG
-    _check_workers(workers)
-    chunk_path = None
-    if chunk_dir is not None:
-        chunk_dir = Path(chunk_dir)
-        chunk_dir.mkdir(parents=True, exist_ok=True)
-        chunk_path = lambda bounds: chunk_dir / "chunk-{:09d}-{:09d}.jsonl".format(*bounds)  # noqa: E731
+    check_workers(workers)
     parallel = Parallel(n_jobs=workers, batch_size=1, return_as="generator") if workers > 1 else None
     start, records = 0, 0
     while n is None or records < n:
         span = workers * chunk_size if n is None else n - records
         chunks = [(a, min(a + chunk_size, start + span)) for a in range(start, start + span, chunk_size)]
-        cached = {c: cfg.read_jsonl(chunk_path(c)) for c in chunks if chunk_path and chunk_path(c).exists()}
+        cached = {c: chunk_store[c] for c in chunks if chunk_store is not None and c in chunk_store}
         todo = [c for c in chunks if c not in cached]
         if parallel is not None and len(todo) > 1:
-            computed = iter(parallel(delayed(_generate_range)(seed, a, b, config) for a, b in todo))
+            computed = iter(parallel(delayed(generate_range)(seed, a, b, config) for a, b in todo))
         else:
-            computed = (_generate_range(seed, a, b, config) for a, b in todo)
+            computed = (generate_range(seed, a, b, config) for a, b in todo)
         left = len(todo)
         for c in chunks:
             outcomes = cached.get(c)
@@ -810,8 +629,8 @@ def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = 
                 if left == 0:
                     for _ in computed:  # let joblib end its generator before a consumer stops early
                         pass
-                if chunk_path:
-                    cfg.write_jsonl(chunk_path(c), outcomes)
+                if chunk_store is not None:
+                    chunk_store[c] = outcomes
             for outcome in outcomes:
                 records += outcome["record"] is not None
                 yield outcome
@@ -819,20 +638,20 @@ def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = 
 
 
 def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | None = None,
-             chunk_dir: Path | str | None = None, progress=None) -> tuple[list[dict], dict]:
+             chunk_store: ChunkStore | None = None, progress=None) -> tuple[list[dict], dict]:
     """The first ``n`` derivations of stream ``seed`` (abandoned indices skipped).
 
     Returns ``(records, rejection_counts)``; the counts cover exactly the indices up to the last
     record returned, so they too are independent of ``workers``. ``progress(done, n)`` is called
-    after each record when given.
+    after each record when given. ``chunk_store``: see :func:`iter_outcomes`.
     """
     _check_n(n)
-    _check_workers(workers)
+    check_workers(workers)
     config = config or DEFAULT_CONFIG
     config.check()
     records: list[dict] = []
     rejections: Counter = Counter()
-    for outcome in iter_outcomes(seed, workers, config, chunk_dir, chunk_size_for(n), n):
+    for outcome in iter_outcomes(seed, workers, config, chunk_store, chunk_size_for(n), n):
         rejections.update(outcome["rejections"])
         if outcome["record"] is not None:
             records.append(outcome["record"])
@@ -841,167 +660,3 @@ def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | 
             if len(records) == n:
                 break
     return records, dict(sorted(rejections.items()))
-
-
-def write_derivations(path: Path | str, n: int, seed: int = 0, workers: int = 1,
-                      config: GeneratorConfig | None = None) -> tuple[int, dict]:
-    """Generate and write a derivations JSONL file atomically. Returns (count, rejections).
-
-    Every parameter is checked before any work, and nothing is written unless all succeeds.
-    """
-    _check_n(n)
-    _check_workers(workers)
-    (config or DEFAULT_CONFIG).check()
-    path = cfg.check_writable(path, "out")
-    records, rejections = generate(n, seed, workers, config)
-    cfg.write_jsonl(path, records)
-    return len(records), rejections
-
-
-def read_derivations(path: Path | str) -> list[dict]:
-    """Our derivations JSONL, or an authors' results JSON (static derivations), as records."""
-    path = Path(path)
-    if path.suffix == ".json":
-        from . import paper
-        return [{"id": f"paper-{k:03d}", **item} for k, item in enumerate(paper.load_items(path))]
-    return cfg.read_jsonl(path)
-
-
-# ----------------------------------------------------------------------------------- stage
-
-@dataclass(frozen=True)
-class GenerateParams:
-    """Parameters of notebook ``01_generate`` (stage ``generate``)."""
-
-    n_derivations: int = 2000
-    seed: int = 0
-    workers: int = 1
-    arity_weights: dict = field(default_factory=_default_arity_weights)
-    operator_weights: dict = field(default_factory=_default_operator_weights)
-    recency: int = 10
-    length_mean: float = 7.0
-    length_std: float = 3.0
-    min_length: int = 4
-    max_length: int = 9
-    max_latex_length: int = 350
-    profile: str = "smoke"
-
-    def check(self) -> None:
-        if isinstance(self.n_derivations, bool) or self.n_derivations <= 0:
-            raise cfg.ParameterError(f"parameter 'n_derivations' must be a positive integer, got {self.n_derivations!r}")
-        _check_workers(self.workers)
-        self.generator_config().check()
-
-    def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(arity_weights={str(k): v for k, v in self.arity_weights.items()},
-                               operator_weights=dict(self.operator_weights), recency=self.recency,
-                               length_mean=self.length_mean, length_std=self.length_std,
-                               min_length=self.min_length, max_length=self.max_length,
-                               max_latex_length=self.max_latex_length)
-
-
-def open_run(namespace: dict) -> cfg.Run:
-    """Validate a notebook's parameters and open (or reopen) its run directory."""
-    params = cfg.from_namespace(GenerateParams, namespace)
-    return cfg.start_run(STAGE, params)
-
-
-def run_stage(run: cfg.Run) -> tuple[list[dict], dict]:
-    """Generate into ``run`` (resuming from finished chunks), or load a complete run.
-
-    Writes ``derivations.jsonl`` and ``rejections.json``, then marks the run complete. Returns
-    (records, rejection counts).
-    """
-    out = run.path("derivations.jsonl")
-    if run.complete:
-        return cfg.read_jsonl(out), json.loads(run.path("rejections.json").read_text())
-    params = run.params
-    last = [0]
-
-    def progress(done, n):
-        if done == n or done - last[0] >= max(1, n // 10):
-            last[0] = done
-            run.log(f"{done}/{n} derivations")
-
-    records, rejections = generate(params.n_derivations, params.seed, params.workers,
-                                   params.generator_config(), chunk_dir=run.path("chunks"),
-                                   progress=progress)
-    cfg.write_jsonl(out, records)
-    cfg.atomic_write_json(run.path("rejections.json"), rejections)
-    run.finish(derivations=len(records), rejections=rejections)
-    import shutil
-    shutil.rmtree(run.path("chunks"), ignore_errors=True)  # the payload holds it all now
-    return records, rejections
-
-
-# ----------------------------------------------------------------------------------- statistics
-
-def operator_counts(records: Sequence[dict], key: str = "srepr_derivation") -> Counter:
-    """How often each annotation (operator or premise kind) occurs."""
-    counts: Counter = Counter()
-    for record in records:
-        for annotation, _ in record[key]:
-            counts[annotation if isinstance(annotation, str) else annotation[0]] += 1
-    return counts
-
-
-def dataset_table(records: Sequence[dict], source: str, key: str = "srepr_derivation",
-                  text_key: str = "derivation"):
-    """One row per derivation: source, equations, total LaTeX length, mean equation length."""
-    import pandas as pd
-
-    from .derivation import split_equations
-    rows = []
-    for record in records:
-        equations = split_equations(record[text_key])
-        rows.append({"source": source, "equations": len(record[key]),
-                     "latex_length": sum(len(e) for e in equations),
-                     "equation_latex_length": sum(len(e) for e in equations) / max(len(equations), 1)})
-    return pd.DataFrame(rows)
-
-
-def operator_table(records: Sequence[dict], source: str, key: str = "srepr_derivation"):
-    """Realised operator frequencies (share of all steps) of one source."""
-    import pandas as pd
-    counts = operator_counts(records, key)
-    total = sum(counts.values()) or 1
-    return pd.DataFrame([{"source": source, "operator": name, "count": c, "share": c / total}
-                         for name, c in sorted(counts.items())])
-
-
-def released_test_records() -> list[dict]:
-    """The authors' 100 released static test derivations, or [] when not available."""
-    from . import paper
-    files = paper.results_files()
-    if not files:
-        return []
-    path = files.get("flan-t5-large", next(iter(files.values())))
-    return [{"id": f"paper-{k:03d}", **item} for k, item in enumerate(paper.load_items(path))]
-
-
-def released_failures() -> "object":
-    """The verifier's failing steps in the released derivations (all five sets), as a table."""
-    import pandas as pd
-
-    from . import paper, verify
-    files = paper.results_files()
-    if not files:
-        return pd.DataFrame(columns=["id", "field", "step", "annotation", "reason"])
-    path = files.get("flan-t5-large", next(iter(files.values())))
-    report = verify.verify_file(path)
-    table = pd.DataFrame(report.failure_table(), columns=["id", "field", "step", "annotation", "reason"])
-    table.attrs["summary"] = report.summary().splitlines()[0]
-    return table
-
-
-def comparison_tables(records: Sequence[dict]):
-    """(per-derivation table, operator table) for ours and, when available, the released test
-    derivations (``DERIVLIB_PAPER_RESULTS``)."""
-    import pandas as pd
-    sources = [("ours", records)]
-    released = released_test_records()
-    if released:
-        sources.append(("released test set", released))
-    derivations = pd.concat([dataset_table(r, s) for s, r in sources], ignore_index=True)
-    operators = pd.concat([operator_table(r, s) for s, r in sources], ignore_index=True)
-    return derivations, operators

@@ -139,10 +139,10 @@ def ngram_counts(tokens: Sequence[str], max_order: int = MAX_ORDER) -> list[Coun
     return [Counter(zip(*(tokens[i:] for i in range(n)))) for n in range(1, max_order + 1)]
 
 
-def _counter_matches(hyp_tokens: Sequence[str], ref_tokens: Sequence[str]) -> list[int]:
-    # Clipped matches from n-gram Counters, as sacrebleu's ``_compute_segment_statistics``
-    # counts them (iterating the smaller Counter); used where ``clipped_matches``'s integer
-    # codes would overflow.
+def counter_matches(hyp_tokens: Sequence[str], ref_tokens: Sequence[str]) -> list[int]:
+    """Clipped n-gram matches of orders 1..4 from n-gram Counters, as sacrebleu's
+    ``_compute_segment_statistics`` counts them (iterating the smaller Counter). The same numbers
+    as :func:`clipped_matches`, which falls back to this where its integer codes would overflow."""
     correct = []
     for hyp, ref in zip(ngram_counts(hyp_tokens), ngram_counts(ref_tokens)):
         small, large = (hyp, ref) if len(hyp) <= len(ref) else (ref, hyp)
@@ -167,7 +167,7 @@ def clipped_matches(hyp_tokens: Sequence[str], ref_tokens: Sequence[str]) -> lis
     vocab = dict(zip(dict.fromkeys([*hyp_tokens, *ref_tokens]), range(1, len(hyp_tokens) + len(ref_tokens) + 1)))
     base = len(vocab) + 1
     if 2 * base**MAX_ORDER >= _INT64_LIMIT:  # over ~46,000 distinct tokens in one pair
-        return _counter_matches(hyp_tokens, ref_tokens)
+        return counter_matches(hyp_tokens, ref_tokens)
 
     def codes(tokens, side):
         ids = np.fromiter(map(vocab.__getitem__, tokens), dtype=np.int64, count=len(tokens))
@@ -311,7 +311,7 @@ def bleurt_scorer(checkpoint: str | Path | None):
     reason = bleurt_unavailable(checkpoint)
     if reason:
         raise ValueError(reason)
-    from bleurt import score as bleurt_score
+    from bleurt import score as bleurt_score  # optional heavy dependency (TensorFlow), only with a checkpoint
 
     scorer = bleurt_score.BleurtScorer(str(checkpoint))
 

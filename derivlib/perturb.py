@@ -15,22 +15,23 @@ than renaming symbols, AG without an alternative step, a result the verifier rej
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sympy as sp
 from sympy.core.function import AppliedUndef
 
-from . import prompts
-from .config import item_rng
-from .derivation import (EQUATION_OPERAND, JOIN, SUBSTITUTIONS, Derivation, from_srepr,
-                         is_premise, normalise_annotation, operator_name, to_latex, to_srepr)
+from . import generate, prompts
+from .base.seeding import item_rng
+from .base.vocabulary import JOIN, PERTURBATIONS
+from .derivation import (EQUATION_OPERAND, SUBSTITUTIONS, Derivation, from_srepr, is_premise,
+                         normalise_annotation, operator_name, to_latex, to_srepr)
 from .symbols import RENAMING_SYMBOLS, VOCABULARY
+from .verify import verify_steps
 
-KINDS = ("VR", "EE", "AG", "SR")
+#: The perturbations, in the paper's order.
+KINDS = PERTURBATIONS
 FLIPPED = {SUBSTITUTIONS[0]: SUBSTITUTIONS[1], SUBSTITUTIONS[1]: SUBSTITUTIONS[0]}
 
 
@@ -144,22 +145,18 @@ def expression_exchange(steps: Sequence[Sequence]) -> list[list]:
 
 # ----------------------------------------------------------------------------------- AG
 
-def _default_next_step():
-    from .generate import next_step  # the generator's own step proposal (same engine)
-    return next_step
-
-
 def alternative_goal(steps: Sequence[Sequence], rng: random.Random, attempts: int = 100,
                      next_step: Callable | None = None, verify: Callable | None = None) -> list[list]:
     """AG: ``steps`` with the last step replaced by another step drawn from the same prefix.
 
     The new step must give a different equation (also with sides swapped), must not be a
-    premise (a goal is derived, not given) and must pass ``verify``.
+    premise (a goal is derived, not given) and must pass ``verify``. Steps are proposed by
+    ``next_step`` (default: the generator's own proposal, :func:`derivlib.generate.next_step`).
     """
     steps = _steps(steps)
     if len(steps) < 2:
         raise NotApplicable("too_short", "AG needs a prefix")
-    next_step = next_step or _default_next_step()
+    next_step = next_step or generate.next_step
     prefix = steps[:-1]
     old = from_srepr(steps[-1][1])
     forbidden = {old, sp.Eq(old.rhs, old.lhs, evaluate=False)} if isinstance(old, sp.Equality) else {old}
@@ -180,8 +177,9 @@ def alternative_goal(steps: Sequence[Sequence], rng: random.Random, attempts: in
 
 # ----------------------------------------------------------------------------------- records
 
-def _verify_default(steps: Sequence[Sequence]) -> bool:
-    from .verify import verify_steps  # the generator's replay verifier
+def passes_verifier(steps: Sequence[Sequence]) -> bool:
+    """Whether every step of ``steps`` replays with the generator's verifier
+    (:func:`derivlib.verify.verify_steps`); the default check of a perturbed derivation."""
     return all(step.ok for step in verify_steps([list(s) for s in steps]))
 
 
@@ -195,7 +193,7 @@ def _record(base: Mapping, kind: str, steps: list[list], equations: list[str],
 
 
 def perturb_record(record: Mapping, kind: str, rng: random.Random, *,
-                   verify: Callable | None = _verify_default,
+                   verify: Callable | None = passes_verifier,
                    renaming_symbols: Sequence[str] = RENAMING_SYMBOLS,
                    next_step: Callable | None = None, attempts: int = 100) -> dict:
     """The ``kind`` perturbation of one static record (ours or the authors').
@@ -260,7 +258,7 @@ def operators_of(steps: Sequence[Sequence]) -> list[str]:
     return [operator_name(normalise_annotation(a)) for a, _ in steps]
 
 
-# ----------------------------------------------------------------------------------- files
+# ----------------------------------------------------------------------------------- prompts
 
 def with_authors_prompt(record: Mapping) -> dict:
     """``record`` (a derivation) with the prompt the authors' rule gives it."""
@@ -270,53 +268,3 @@ def with_authors_prompt(record: Mapping) -> dict:
     return {**record, "srepr_derivation": steps, "equations": equations,
             "derivation": record.get("derivation") or JOIN.join(equations),
             "prompt": prompts.build_prompt(equations, steps, intermediates), "intermediates": intermediates}
-
-
-def read_items(path: Path | str) -> list[dict]:
-    """Static items from a JSONL file (a sets file, or a derivations file: items without a
-    prompt get the authors' rule's) or from an authors' results JSON (a list; items get ids
-    ``paper-000``... as in ``paper.to_predictions``).
-
-    An item that is not a JSON object, lacks a field, or holds a malformed derivation is an
-    error naming the file and the line (JSONL) or item (JSON).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no input file {path}")
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
-        entries = [(f"item {i}", {"id": f"paper-{i:03d}", **item} if isinstance(item, dict) else item)
-                   for i, item in enumerate(data)]
-    else:
-        entries = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append((f"line {number}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
-    items = []
-    for where, item in entries:
-        try:
-            if not isinstance(item, dict):
-                raise ValueError("not a JSON object")
-            if "srepr_derivation" not in item:
-                raise ValueError("lacks srepr_derivation")
-            steps = Derivation.from_record(item).steps
-            for _, srepr in steps:
-                from_srepr(srepr)
-            item = {**item, "srepr_derivation": steps}
-            if "prompt" not in item:
-                item = with_authors_prompt(item)
-            elif "derivation" not in item and "equations" not in item:
-                raise ValueError("has a prompt but lacks derivation (its equations' text)")
-            prompts.parse_prompt(item["prompt"])
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{path}: {where}: {err}") from None
-        items.append(item)
-    return items

@@ -23,7 +23,8 @@ import random
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .derivation import JOIN, is_premise, normalise_annotation, operator_name, split_equations
+from .base.vocabulary import JOIN, split_equations
+from .derivation import is_premise, normalise_annotation, operator_name
 
 GIVEN = "Given "
 DERIVE = ", then derive "

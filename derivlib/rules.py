@@ -20,9 +20,9 @@ from typing import Sequence
 
 import sympy as sp
 from sympy.core.function import UndefinedFunction
-from sympy.integrals.risch import NonElementaryIntegral
 from sympy.printing.str import StrPrinter
 
+from .derivation import SubexpressionMemo
 from .symbols import SYMBOLS
 
 #: Structural budgets (operation counts) above which an operation is not attempted.
@@ -149,7 +149,10 @@ def evaluate_derivatives(eq):
     return result
 
 
-def _integrate_once(integral: sp.Integral) -> sp.Basic:
+def integrate_bounded(integral: sp.Integral) -> sp.Basic:
+    """The value of a single integral by :func:`integrate_fast`, or the integral itself when no
+    method finds one or the variable is in both a power's base and its exponent; raises
+    :class:`TooExpensive` when the integrand exceeds its budget."""
     if sp.count_ops(integral.function) > MAX_INTEGRAND_OPS:
         raise TooExpensive("integrand_too_large")
     if has_variable_power_of_variable(integral):
@@ -157,7 +160,7 @@ def _integrate_once(integral: sp.Integral) -> sp.Basic:
         # for such integrands): on (log(u) - log(u)**u)**u, 5 operations, Risch ran for minutes
         # and took 10 GB (derivation 8991 of seed 0, in a 30,000 run)
         return integral
-    return _integrate_cached(integral)
+    return integrate_fast(integral)
 
 
 def has_variable_power_of_variable(integral: sp.Integral) -> bool:
@@ -168,9 +171,9 @@ def has_variable_power_of_variable(integral: sp.Integral) -> bool:
                for power in integral.function.atoms(sp.Pow))
 
 
-
 @functools.lru_cache(maxsize=4096)
-def _integrate_cached(integral: sp.Integral) -> sp.Basic:
+def integrate_fast(integral: sp.Integral) -> sp.Basic:
+    """The integral's value by SymPy's fast methods, or the integral itself (cached)."""
     # Only SymPy's fast, deterministic methods: the Risch algorithm on its own, then the
     # term-wise polynomial/table methods. In profiles, the heuristic Risch algorithm (heurisch)
     # took 97% of generation time, can run for minutes on small integrands and depends on set
@@ -193,12 +196,12 @@ def evaluate_integrals(eq, used_symbols: Sequence[sp.Symbol], rng: random.Random
     used = set(used_symbols)
     constants = [s for s in SYMBOLS if s not in used]
     if isinstance(eq, sp.Integral):
-        return _integrate_once(eq) + rng.choice(constants)
+        return integrate_bounded(eq) + rng.choice(constants)
     if not isinstance(eq, sp.Equality):
         return eq
     replacements = []
     for integral in (e for e in equation_elements(eq) if isinstance(e, sp.Integral)):
-        value = _integrate_once(integral)
+        value = integrate_bounded(integral)
         if value != integral:
             replacements.append((integral, value + rng.choice(constants)))
     for old, new in replacements:
@@ -289,35 +292,7 @@ def get_premise(rng: random.Random, symbols: Sequence[sp.Symbol] = SYMBOLS) -> s
     return equation(sp.Function(lhs_name.name)(*sorted_symbols(rhs)), rhs)
 
 
-class SubexpressionMemo:
-    """Mixin for a SymPy printer whose text for an object is a function of the object: each
-    distinct sub-expression is printed once and its text kept, keyed by the object (SymPy
-    equality: structural, type-aware, so ``Float(1.0)`` and ``Integer(1)`` are different keys).
-    Calls with keyword arguments (a function printed as the base of a power gets ``exp=``) and
-    non-SymPy objects (Python's ``1 == True``) are printed as usual."""
-
-    MAX_MEMO = 50_000  # entries; the memo is emptied when full (it pays within a derivation)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._memo: dict = {}
-
-    def _memoisable(self, expr) -> bool:
-        return isinstance(expr, sp.Basic)
-
-    def _print(self, expr, **kwargs) -> str:
-        if kwargs or not self._memoisable(expr):
-            return super()._print(expr, **kwargs)
-        text = self._memo.get(expr)
-        if text is None:
-            text = super()._print(expr)
-            if len(self._memo) >= self.MAX_MEMO:
-                self._memo.clear()
-            self._memo[expr] = text
-        return text
-
-
-class _MemoStrPrinter(SubexpressionMemo, StrPrinter):
+class MemoStrPrinter(SubexpressionMemo, StrPrinter):
     """``str`` of SymPy objects (``sstr(expr, order=None)``), each distinct sub-expression printed
     once.
 
@@ -336,11 +311,11 @@ class _MemoStrPrinter(SubexpressionMemo, StrPrinter):
         return isinstance(expr, sp.Basic) and not isinstance(expr, sp.Float)
 
 
-_STR_PRINTER = _MemoStrPrinter()
+_STR_PRINTER = MemoStrPrinter()
 
 
-def _str(expr: sp.Basic) -> str:
-    """``str(expr)``, printing each distinct sub-expression once (:class:`_MemoStrPrinter`)."""
+def fast_str(expr: sp.Basic) -> str:
+    """``str(expr)``, printing each distinct sub-expression once (:class:`MemoStrPrinter`)."""
     return _STR_PRINTER.doprint(expr)
 
 
@@ -350,10 +325,10 @@ def renaming_premise(equations: Sequence[sp.Basic], rng: random.Random,
     elements: dict[sp.Basic, None] = {}
     for eq in equations:
         elements.update(dict.fromkeys(equation_elements(eq)))
-    candidates = [e for e in elements if e.free_symbols and len(_str(e)) > 1]
+    candidates = [e for e in elements if e.free_symbols and len(fast_str(e)) > 1]
     if not candidates:
         return None
-    existing = " ".join(_str(eq) for eq in equations)
+    existing = " ".join(fast_str(eq) for eq in equations)
     for _ in range(attempts):
         rhs = rng.choice(candidates)
         free = sorted_symbols(rhs)

@@ -1,8 +1,8 @@
 """Score prediction records: per-item metrics, means with bootstrap intervals, and the
 perturbation sensitivity measures of PAPER.md §5, for our outputs and the released ones alike.
 
-Input everywhere is a list of prediction records (``paper.PREDICTION_FIELDS``; see
-:func:`derivlib.paper.load_predictions`). With s = static output, r = static reference and
+Input everywhere is a list of prediction records (``derivlib.base.vocabulary.PREDICTION_FIELDS``;
+the readers make them from files). Stage ``score`` (:mod:`derivlib.stages.score`) writes the tables. With s = static output, r = static reference and
 sP / rP = output / reference of perturbation P on the matched item (same ``id``):
 
 - ``P_m``          = M(s, r) - M(sP, rP)       the drop;
@@ -15,22 +15,19 @@ M(a, b) always scores a as the prediction against b as the reference, as the rel
 """
 from __future__ import annotations
 
-import dataclasses
 import zlib
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import config, metrics, paper
-
-SETS = paper.SETS
-PERTURBATIONS = paper.PERTURBATIONS
+from . import metrics
+from .base.vocabulary import PERTURBATIONS, SETS
 
 
-def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
-    # Sets in the paper's order (static, VR, EE, AG, SR), not alphabetical.
+def in_paper_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its ``set`` column ordered as the paper orders the sets (static, VR, EE,
+    AG, SR), not alphabetically; a table read back from CSV needs it again."""
     if "set" in frame:
         frame = frame.assign(set=pd.Categorical(frame["set"], categories=list(SETS), ordered=True))
     return frame
@@ -156,7 +153,7 @@ def means_table(scores: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0,
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     metric_names = [c for c in scores.columns if c not in ("model", "set", "id")]
     rows = []
-    for (model, set_name), group in _ordered(scores).groupby(["model", "set"], observed=True, sort=True):
+    for (model, set_name), group in in_paper_order(scores).groupby(["model", "set"], observed=True, sort=True):
         values = group[metric_names].to_numpy(dtype=float)
         n = len(values)
         if n_bootstrap:
@@ -169,7 +166,7 @@ def means_table(scores: pd.DataFrame, n_bootstrap: int = 1000, seed: int = 0,
         for j, m in enumerate(metric_names):
             rows.append({"model": model, "set": set_name, "metric": m, "n": n,
                          "mean": 100 * values[:, j].mean(), "ci_low": 100 * low[j], "ci_high": 100 * high[j]})
-    return _ordered(pd.DataFrame(rows))
+    return in_paper_order(pd.DataFrame(rows))
 
 
 def wide_means(table: pd.DataFrame) -> pd.DataFrame:
@@ -183,109 +180,8 @@ def wide_means(table: pd.DataFrame) -> pd.DataFrame:
 
 def csv_rows(scores: pd.DataFrame, metric_names: Sequence[str] = metrics.PAPER_METRICS) -> pd.DataFrame:
     """Columns exactly ``model,set,metric,mean``: mean over items x100 per model x set x metric."""
-    long = _ordered(scores).melt(id_vars=["model", "set", "id"], value_vars=list(metric_names),
+    long = in_paper_order(scores).melt(id_vars=["model", "set", "id"], value_vars=list(metric_names),
                                  var_name="metric", value_name="score")
     long["metric"] = pd.Categorical(long["metric"], categories=list(metric_names), ordered=True)
     out = long.groupby(["model", "set", "metric"], observed=True, sort=True)["score"].mean() * 100
     return out.rename("mean").reset_index()
-
-
-# ----------------------------------------------------------------------------------- stage 06
-
-@dataclasses.dataclass(frozen=True)
-class ScoreParams:
-    predictions: list = dataclasses.field(default_factory=lambda: ["predict_t5/smoke", "prompt_llm/smoke"])
-    include_paper_results: bool = True
-    metrics: list = dataclasses.field(default_factory=lambda: list(metrics.PAPER_METRICS + metrics.LATEX_METRICS))
-    n_bootstrap: int = 1000
-    seed: int = 0
-    bleurt_checkpoint: str = ""
-    profile: str = "smoke"
-
-    def check(self) -> None:
-        if self.n_bootstrap < 0:
-            raise config.ParameterError(f"parameter 'n_bootstrap' must be >= 0, got {self.n_bootstrap}")
-        unknown = [m for m in self.metrics if m not in metrics.PAPER_METRICS + metrics.LATEX_METRICS]
-        if unknown or not self.metrics:
-            raise config.ParameterError(
-                f"parameter 'metrics': unknown {unknown or 'empty list'}; choose from "
-                f"{', '.join(metrics.PAPER_METRICS + metrics.LATEX_METRICS)} (BLEURT: bleurt_checkpoint)")
-        if not self.predictions and not self.include_paper_results:
-            raise config.ParameterError("nothing to score: 'predictions' is empty and "
-                                        "'include_paper_results' is False")
-
-
-def open_run(namespace) -> config.Run:
-    """Validate 06_score's parameters and open its run directory (upstream: predictions runs)."""
-    params = config.from_namespace(ScoreParams, namespace)
-    upstream = {f"predictions[{i}]": config.resolve_run_dir(value, "predictions")
-                for i, value in enumerate(params.predictions)}
-    digest = ""
-    if params.include_paper_results:
-        digest, files = paper.results_digest()
-        if not files:
-            print(f"released results skipped: {paper.DOWNLOAD_HINT}")
-    # The digest of the released files enters the run key, so a run with them and one without
-    # get different run directories.
-    return config.start_run("score", params, upstream=upstream, inputs={"paper_results": digest})
-
-
-@dataclasses.dataclass
-class ScoreResult:
-    scores: pd.DataFrame        # one row per record: model, set, id, metrics (fractions)
-    means: pd.DataFrame         # model, set, metric, n, mean, ci_low, ci_high (x100)
-    sensitivity: pd.DataFrame   # per model and item: static_m, P_m, P_m_abs, ratio_P_m, norm_P_m_abs
-    figure_path: Path | None
-
-    def means_wide(self) -> pd.DataFrame:
-        return wide_means(self.means)
-
-    def sensitivity_means(self) -> pd.DataFrame:
-        return sensitivity_table(self.sensitivity)
-
-
-def score_stage(run: config.Run) -> ScoreResult:
-    """Score every listed predictions run (and the released outputs when used); write
-    ``scores.csv``, ``means.csv``, ``sensitivity.csv`` and the drop figure. A complete run loads."""
-    from . import plots
-
-    files = {"scores": run.path("scores.csv"), "means": run.path("means.csv"),
-             "sensitivity": run.path("sensitivity.csv")}
-    figure = run.path("figures", "score_drops.png")
-    if run.complete:
-        return ScoreResult(pd.read_csv(files["scores"]), _ordered(pd.read_csv(files["means"])),
-                           pd.read_csv(files["sensitivity"]).set_index(["model", "id"]),
-                           figure if figure.exists() else None)
-    params = run.params
-    records = []
-    for name, directory in sorted(run.upstream.items()):
-        loaded = paper.load_predictions(directory)
-        run.log(f"{name}: {len(loaded)} records from {directory}")
-        records += loaded
-    if run.inputs.get("paper_results"):
-        for model, path in paper.results_files().items():
-            loaded = paper.to_predictions(path)
-            run.log(f"released results {path.name}: {len(loaded)} records (model {model})")
-            records += loaded
-    if not records:
-        raise ValueError("nothing to score: no predictions runs and no released results")
-    metric_names = list(params.metrics)
-    scored_names = list(metric_names)
-    if params.bleurt_checkpoint:
-        reason = metrics.bleurt_unavailable(params.bleurt_checkpoint)
-        if reason:
-            run.log(reason)
-        else:
-            scored_names.append("bleurt")
-    scores = score_records(records, scored_names, bleurt_checkpoint=params.bleurt_checkpoint or None)
-    means = means_table(scores, params.n_bootstrap, params.seed)
-    sensitivity = sensitivity_items(records, metric_names)
-    scores.to_csv(files["scores"], index=False)
-    means.to_csv(files["means"], index=False)
-    sensitivity.to_csv(files["sensitivity"])
-    fig = plots.score_drops(sensitivity_long(sensitivity))
-    figure_public = run.save_figure(fig, "score_drops")
-    run.log(f"scored {len(scores)} records of {scores['model'].nunique()} model(s); "
-            f"figure {figure_public}")
-    run.finish(records=len(scores), models=int(scores["model"].nunique()))
-    return ScoreResult(scores, means, sensitivity, figure)

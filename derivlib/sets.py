@@ -1,4 +1,5 @@
-"""Training, dev and test sets from a derivations file (PAPER.md §1, §3; stage ``testsets``).
+"""Training, dev and test sets from derivation records (PAPER.md §1, §3; run by
+:mod:`derivlib.stages.testsets`).
 
 1. Derivations are deduplicated by canonical content (their ``srepr_derivation``).
 2. Every derivation gets a split hash, sha256 of (seed, content): the order of the hashes is the
@@ -11,8 +12,8 @@
    prompt or target text occurs in any test set (counted as ``train_leaks_removed``); dev is a
    ``dev_fraction`` of them chosen by a hash of their own. :func:`check_no_leaks` proves the result.
 
-The sets directory (the run directory of 02_testsets) holds ``train.jsonl, dev.jsonl,
-static.jsonl, VR.jsonl, EE.jsonl, AG.jsonl, SR.jsonl`` (lines ``{"id", "prompt", "derivation",
+:func:`write_sets` fills a sets directory (the run directory of 02_testsets): ``train.jsonl,
+dev.jsonl, static.jsonl, VR.jsonl, EE.jsonl, AG.jsonl, SR.jsonl`` (lines ``{"id", "prompt", "derivation",
 "srepr_derivation", "equations", "intermediates", "set", ...}``) and ``test_combined.jsonl``, the
 static items in the authors' item layout (``prompt``, ``VR prompt``, ``VR derivation``, ...), so
 code written for the released results reads our test items unchanged.
@@ -23,92 +24,68 @@ import dataclasses
 import hashlib
 import json
 import math
-import random
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from . import config, perturb, prompts
-from .derivation import JOIN, Derivation, from_srepr, to_latex
-from .paper import PERTURBATIONS, SETS, field
+import pandas as pd
+from joblib import Parallel, delayed
 
-STAGE = "testsets"
-FILES = ("train", "dev", *SETS)
+from . import perturb, prompts
+from .base.files import write_jsonl
+from .base.params import ParameterError
+from .base.seeding import item_rng
+from .base.vocabulary import JOIN, PERTURBATIONS, SET_FILES, SETS, field
+from .derivation import from_srepr, to_latex
+
+#: The authors' item layout of the static items and their perturbations (see the module docstring).
 COMBINED = "test_combined.jsonl"
 
 
-# ----------------------------------------------------------------------------------- parameters
-
-#: The paper's (v5) set sizes: the defaults of ``build-sets`` and of the paper profile.
-PAPER_SIZES = {"n_train": 15300, "n_static": 3100, "n_vr": 2900, "n_ee": 3100, "n_ag": 3100, "n_sr": 1000}
-
-
 @dataclasses.dataclass(frozen=True)
-class SetsParams:
-    """Parameters of stage ``testsets`` (notebook 02_testsets, ``python -m derivlib build-sets``)."""
+class SetsConfig:
+    """What :func:`build_sets` needs. The defaults are the paper's (v5) sizes; the testsets stage
+    (notebook 02_testsets, ``build-sets``) passes its own parameters."""
 
-    derivations: str = "generate/smoke"  # run directory of 01_generate (or a derivations.jsonl)
-    seed: int = 0
-    n_train: int = 1800  # train + dev; dev is dev_fraction of it (smoke sizes; see PAPER_SIZES)
+    seed: int = 0  # seed of the split hash, the VR renamings and the AG steps
+    n_train: int = 15300  # train + dev pairs (at most); dev is dev_fraction of it
     dev_fraction: float = 0.05
-    n_static: int = 200
-    n_vr: int = 190
-    n_ee: int = 200
-    n_ag: int = 200
-    n_sr: int = 65
+    n_static: int = 3100
+    n_vr: int = 2900  # each perturbed set holds the perturbations of the first static items
+    n_ee: int = 3100
+    n_ag: int = 3100
+    n_sr: int = 1000
     intermediate_policy: str = "evaluate"  # "evaluate" (authors' rule) or "random"
     verify: bool = True  # keep only perturbed derivations that pass the replay verifier
-    workers: int = 1
-    profile: str = "smoke"
+    workers: int = 1  # processes for the perturbations; the sets do not depend on it
 
     def check(self) -> None:
         for name in ("n_train", "n_static", "n_vr", "n_ee", "n_ag", "n_sr"):
             if getattr(self, name) < 0:
-                raise config.ParameterError(f"parameter {name!r} must be >= 0, got {getattr(self, name)}")
+                raise ParameterError(f"parameter {name!r} must be >= 0, got {getattr(self, name)}")
         for name in ("n_vr", "n_ee", "n_ag", "n_sr"):
             if getattr(self, name) > self.n_static:
-                raise config.ParameterError(
+                raise ParameterError(
                     f"parameter {name!r} ({getattr(self, name)}) exceeds n_static ({self.n_static}): "
                     "perturbed sets are matched subsets of the static set")
         if not 0.0 <= self.dev_fraction < 1.0:
-            raise config.ParameterError(f"parameter 'dev_fraction' must be in [0, 1), got {self.dev_fraction}")
+            raise ParameterError(f"parameter 'dev_fraction' must be in [0, 1), got {self.dev_fraction}")
         if self.intermediate_policy not in prompts.POLICIES:
-            raise config.ParameterError(f"parameter 'intermediate_policy' must be one of "
-                                        f"{', '.join(prompts.POLICIES)}, got {self.intermediate_policy!r}")
+            raise ParameterError(f"parameter 'intermediate_policy' must be one of "
+                                 f"{', '.join(prompts.POLICIES)}, got {self.intermediate_policy!r}")
         if self.workers < 1:
-            raise config.ParameterError(f"parameter 'workers' must be >= 1, got {self.workers}")
+            raise ParameterError(f"parameter 'workers' must be >= 1, got {self.workers}")
 
     def sizes(self) -> dict[str, int]:
         return {"static": self.n_static, "VR": self.n_vr, "EE": self.n_ee, "AG": self.n_ag, "SR": self.n_sr}
 
+    @classmethod
+    def of(cls, params) -> "SetsConfig":
+        """The builder's part of any parameters object that has these fields (a stage's Params)."""
+        return cls(**{f.name: getattr(params, f.name) for f in dataclasses.fields(cls)})
 
-# ----------------------------------------------------------------------------------- reading
 
-def read_derivations(path: Path | str) -> list[dict]:
-    """Derivation records of a JSONL file; a malformed line is an error naming it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "derivations.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"no derivations file {path}")
-    records = []
-    for number, record in config.iter_jsonl(path):
-        try:
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-            steps = Derivation.from_record(record).steps
-            if not steps:
-                raise ValueError("empty srepr_derivation")
-            for _, srepr in steps:
-                from_srepr(srepr)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{path}: line {number}: {err}") from None
-        record = dict(record)
-        record["srepr_derivation"] = steps
-        record.setdefault("id", f"line-{number}")
-        records.append(record)
-    return records
-
+# ----------------------------------------------------------------------------------- splitting
 
 def content_key(steps: Sequence[Sequence]) -> str:
     """Canonical content of a derivation: sha256 of its normalised ``srepr_derivation``."""
@@ -137,7 +114,7 @@ def with_prompt(record: Mapping, policy: str, seed: int, test: bool) -> dict:
     """An item ``{"id", "prompt", "derivation", "srepr_derivation", "equations", "intermediates"}``."""
     steps = record["srepr_derivation"]
     equations = list(record.get("equations") or [to_latex(from_srepr(s)) for _, s in steps])
-    rng = config.item_rng(seed, 0, f"prompt:{record['content_key']}")
+    rng = item_rng(seed, 0, f"prompt:{record['content_key']}")
     counts = prompts.TEST_COUNTS if test else prompts.TRAIN_COUNTS
     intermediates = prompts.choose_intermediates(steps, policy, rng, counts)
     return {"id": str(record["id"]), "prompt": prompts.build_prompt(equations, steps, intermediates),
@@ -177,7 +154,6 @@ def _perturb_all(static: Sequence[Mapping], kind: str, wanted: int, seed: int, v
         batch = list(static[position:position + need + max(8, need // 10)])
         position += len(batch)
         if workers > 1 and len(batch) > workers:
-            from joblib import Parallel, delayed
             size = math.ceil(len(batch) / workers)
             chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
             results = [r for part in Parallel(n_jobs=workers)(
@@ -192,7 +168,7 @@ def _perturb_all(static: Sequence[Mapping], kind: str, wanted: int, seed: int, v
     return done, skipped
 
 
-def build_sets(derivations: Sequence[Mapping], params: SetsParams,
+def build_sets(derivations: Sequence[Mapping], params: SetsConfig,
                log: Callable[[str], None] = print) -> Sets:
     """All sets from derivation records (see the module docstring for the procedure)."""
     params.check()
@@ -237,11 +213,11 @@ def build_sets(derivations: Sequence[Mapping], params: SetsParams,
     dev_ids = {i["id"] for i in sorted(pool, key=lambda i: split_hash(params.seed, f"dev:{i['id']}:{i['derivation']}"))[:n_dev]}
     items["dev"] = [{**i, "set": "dev"} for i in pool if i["id"] in dev_ids]
     items["train"] = [{**i, "set": "train"} for i in pool if i["id"] not in dev_ids]
-    counts["sizes"] = {name: len(items[name]) for name in FILES}
+    counts["sizes"] = {name: len(items[name]) for name in SET_FILES}
     counts["requested"] = {"train+dev": params.n_train, **params.sizes()}
     log(f"train: {len(items['train'])}, dev: {len(items['dev'])} ({leaks} removed as test overlaps)")
     check_no_leaks(items)
-    return Sets(items={name: items[name] for name in FILES}, counts=counts)
+    return Sets(items={name: items[name] for name in SET_FILES}, counts=counts)
 
 
 def check_no_leaks(items: Mapping[str, Sequence[Mapping]]) -> None:
@@ -273,44 +249,34 @@ def combined_items(items: Mapping[str, Sequence[Mapping]]) -> list[dict]:
 
 
 def write_sets(directory: Path | str, sets: Sets) -> dict[str, Path]:
+    """Write every set file and ``test_combined.jsonl`` into ``directory``; name -> path."""
     directory = Path(directory)
     paths = {}
-    for name in FILES:
+    for name in SET_FILES:
         paths[name] = directory / f"{name}.jsonl"
-        config.write_jsonl(paths[name], sets.items[name])
+        write_jsonl(paths[name], sets.items[name])
     paths["combined"] = directory / COMBINED
-    config.write_jsonl(paths["combined"], combined_items(sets.items))
+    write_jsonl(paths["combined"], combined_items(sets.items))
     return paths
-
-
-def load_sets(directory: Path | str) -> dict[str, list[dict]]:
-    """Every set file of a sets directory (missing perturbed files give empty sets)."""
-    directory = Path(directory)
-    if not (directory / "static.jsonl").exists():
-        raise FileNotFoundError(f"{directory} is not a sets directory (no static.jsonl)")
-    return {name: config.read_jsonl(directory / f"{name}.jsonl") if (directory / f"{name}.jsonl").exists() else []
-            for name in FILES}
 
 
 # ----------------------------------------------------------------------------------- statistics
 
 def item_table(items: Mapping[str, Sequence[Mapping]]):
     """One row per item: set, id, equations, intermediates, prompt and target length (characters)."""
-    import pandas as pd
     rows = [{"set": name, "id": item["id"], "equations": len(item["srepr_derivation"]),
              "intermediates": len(prompts.parse_prompt(item["prompt"]).intermediates),
              "prompt_chars": len(item["prompt"]), "target_chars": len(item["derivation"])}
-            for name in FILES for item in items.get(name, ())]
+            for name in SET_FILES for item in items.get(name, ())]
     return pd.DataFrame(rows, columns=["set", "id", "equations", "intermediates", "prompt_chars", "target_chars"])
 
 
 def statistics(items: Mapping[str, Sequence[Mapping]]):
     """Per set: size, equations (mean, min, max), share of prompts with 0/1/2/3+ intermediates,
     mean prompt and target length."""
-    import pandas as pd
     table = item_table(items)
     rows = []
-    for name in FILES:
+    for name in SET_FILES:
         part = table[table["set"] == name]
         row = {"set": name, "items": len(part)}
         if len(part):
@@ -338,31 +304,11 @@ def examples(items: Mapping[str, Sequence[Mapping]], index: int = 0) -> dict[str
             for name in SETS if any(x["id"] == chosen for x in items.get(name, ()))}
 
 
-def examples_markdown(items: Mapping[str, Sequence[Mapping]], index: int = 0) -> str:
-    """Markdown rendering one item per set as mathematics (``$...$`` per equation)."""
-    chosen = examples(items, index)
-    if not chosen:
-        return "_no test items_"
-    lines = [f"**Item `{next(iter(chosen.values()))['id']}`**", ""]
-    for name, item in chosen.items():
-        parts = prompts.parse_prompt(item["prompt"])
-        lines.append(f"**{name}**  ")
-        lines.append("Prompt: Given " + " and ".join(f"${p}$" for p in parts.premises)
-                     + "".join(f", then derive ${p}$" for p in parts.intermediates)
-                     + f", then obtain ${parts.goal}$  ")
-        lines.append("Target: " + " and ".join(f"${e}$" for e in item["equations"]))
-        if item.get("renaming"):
-            lines.append("  \nRenaming: " + ", ".join(f"${a}$ → ${b}$" for a, b in item["renaming"].items()))
-        lines.append("")
-    return "\n".join(lines)
-
-
 def counts_table(counts: Mapping[str, Any]):
     """Requested and built size of every set, and why perturbed items were skipped."""
-    import pandas as pd
     sizes, requested = counts.get("sizes", {}), counts.get("requested", {})
     rows = []
-    for name in FILES:
+    for name in SET_FILES:
         wanted = requested.get("train+dev") if name in ("train", "dev") else requested.get(name)
         skipped = counts.get(f"{name}_skipped") or {}
         rows.append({"set": name, "requested": wanted if name != "dev" else None, "built": sizes.get(name),
@@ -371,34 +317,3 @@ def counts_table(counts: Mapping[str, Any]):
     table.attrs["notes"] = {k: counts.get(k) for k in ("derivations", "duplicates_removed",
                                                         "static_ineligible_no_intermediate", "train_leaks_removed")}
     return table
-
-
-def save_statistics_figure(run: config.Run, items: Mapping[str, Sequence[Mapping]]):
-    """The set statistics figure (:func:`derivlib.plots.set_statistics`), saved with the run."""
-    from . import plots
-    figure = plots.set_statistics(item_table(items))
-    run.save_figure(figure, "testsets_statistics")
-    return figure
-
-
-# ----------------------------------------------------------------------------------- stage
-
-def open_run(namespace: Mapping[str, Any]) -> config.Run:
-    """Validate the notebook's parameters and open the ``testsets`` run directory."""
-    params = config.from_namespace(SetsParams, namespace)
-    upstream = config.resolve_run_dir(params.derivations, "derivations")
-    return config.start_run(STAGE, params, upstream={"derivations": upstream})
-
-
-def run_stage(run: config.Run) -> dict[str, list[dict]]:
-    """Build the sets into the run directory (or load them if the run is complete)."""
-    if run.complete:
-        run.log(f"loading the complete run {run.dir}")
-        return load_sets(run.dir)
-    source = Path(run.upstream["derivations"])
-    derivations = read_derivations(source)
-    run.log(f"{len(derivations)} derivations from {source}")
-    sets = build_sets(derivations, run.params, log=run.log)
-    write_sets(run.dir, sets)
-    run.finish(**sets.counts)
-    return sets.items

@@ -27,13 +27,11 @@ import itertools
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import sympy as sp
 
-from . import config as cfg
-from . import paper, rules
+from . import rules
 from .derivation import from_srepr, is_premise, normalise_annotation
 
 #: Sides larger than this (SymPy ``count_ops``) are compared structurally only.
@@ -97,7 +95,7 @@ def _check_premise(eq, annotation, earlier: Sequence) -> tuple[str | None, str]:
 
 
 def _fast_value(integral: sp.Integral) -> list:
-    value = rules._integrate_cached(integral)
+    value = rules.integrate_fast(integral)
     return [value] if value != integral else []
 
 
@@ -208,9 +206,9 @@ def verify_record(record: dict, key: str = "srepr_derivation") -> list[StepResul
 
 @dataclass
 class FileReport:
-    """Every step of every derivation of a file: ``rows`` of (id, key, StepResult)."""
+    """Every step of every derivation of a source (a file): ``rows`` of (id, field, StepResult)."""
 
-    path: str
+    source: str
     rows: list
 
     @property
@@ -234,7 +232,7 @@ class FileReport:
 
     def summary(self) -> str:
         derivations = len({(i, key) for i, key, _ in self.rows})
-        lines = [f"{self.path}: {derivations} derivations, {self.n_steps} steps, "
+        lines = [f"{self.source}: {derivations} derivations, {self.n_steps} steps, "
                  f"{self.n_steps - len(self.failures)} ok, {len(self.failures)} failed "
                  f"({100 * self.pass_rate:.2f}% pass)",
                  "confirmed by: " + ", ".join(f"{k} {v}" for k, v in sorted(self.methods().items()))]
@@ -242,30 +240,24 @@ class FileReport:
             lines.append(f"FAIL {i} [{key}] step {r.step} {json.dumps(r.annotation)}: {r.reason}")
         return "\n".join(lines)
 
+    def to_json(self) -> dict:
+        """The report as JSON-able data (:meth:`from_json` reads it back)."""
+        return {"source": self.source, "rows": [[i, key, asdict(r)] for i, key, r in self.rows]}
 
-def iter_derivations(path: Path | str) -> Iterable[tuple[str, str, list]]:
-    """(id, field, steps) for our JSONL (``srepr_derivation``) or an authors' results JSON
-    (``srepr_derivation`` and ``P srepr_derivation`` for P in VR, EE, AG, SR)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".json":
-        for k, item in enumerate(paper.load_items(path)):
-            for set_name in paper.SETS:
-                key = paper.field(set_name, "srepr_derivation")
-                if key in item:
-                    yield f"paper-{k:03d}", key, item[key]
-        return
-    for record in cfg.read_jsonl(path):
-        yield str(record.get("id", "?")), "srepr_derivation", record["srepr_derivation"]
+    @classmethod
+    def from_json(cls, data: dict) -> "FileReport":
+        return cls(data["source"], [(i, key, StepResult(**r)) for i, key, r in data["rows"]])
 
 
-def verify_file(path: Path | str) -> FileReport:
+def verify_derivations(derivations: Iterable[tuple[str, str, Sequence]], source: str) -> FileReport:
+    """Every step of every ``(id, field, steps)`` replayed (:func:`verify_steps`); ``source``
+    names where they came from in the report. ``readers.runs.iter_steps(path)`` gives the
+    derivations of a derivations file, a run directory or an authors' results file."""
     rows = []
-    for ident, key, steps in iter_derivations(path):
+    for ident, key, steps in derivations:
         for result in verify_steps(steps):
             rows.append((ident, key, result))
-    return FileReport(str(path), rows)
+    return FileReport(source, rows)
 
 
 def as_dicts(results: Iterable[StepResult]) -> list[dict]:

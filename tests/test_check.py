@@ -1,17 +1,26 @@
-"""Symbolic checking: released references are all correct; corrupted ones get the right label."""
+"""Symbolic checking: released references are all correct; corrupted ones get the right label;
+the check command and stage ``error_analysis``."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import random
 from collections import defaultdict
 
+import pandas as pd
 import pytest
 import sympy as sp
 
-from derivlib import check, derivation, paper
+from derivlib import check, derivation
 from derivlib.__main__ import main
+from derivlib.base.files import read_jsonl, write_jsonl
+from derivlib.base.params import ParameterError
+from derivlib.base.vocabulary import SETS, field
+from derivlib.readers import released
+from derivlib.stages import error_analysis as stage
+from derivlib.stages import rundir
 
 x = sp.Symbol("x")
 f = sp.Function("f")
@@ -63,8 +72,8 @@ def test_bad_records_are_named():
 # ----------------------------------------------------------------------------------- released files
 
 def _references(paper_results_dir):
-    items = paper.load_items(paper_results_dir / "gpt-4_results.json")
-    return [item[paper.field(s, "srepr_derivation")] for item in items for s in paper.SETS]
+    items = released.load_items(paper_results_dir / "gpt-4_results.json")
+    return [item[field(s, "srepr_derivation")] for item in items for s in SETS]
 
 
 @pytest.mark.paper_results
@@ -139,12 +148,18 @@ def test_corrupted_references_get_the_right_label(paper_results_dir):
 
 # ----------------------------------------------------------------------------------- CLI
 
+REDUNDANT = r"f{(x)} = x^{2} and \frac{d}{d x} f{(x)} = 2 x and \frac{d}{d x} f{(x)} = 2 x"
+REFERENCE = r"f{(x)} = x^{2} and \frac{d}{d x} f{(x)} = \frac{d}{d x} x^{2} and \frac{d}{d x} f{(x)} = 2 x"
+
+
+def toy_records(sets=("static", "EE"), model="toy", prediction=REDUNDANT) -> list[dict]:
+    return [{"id": "t1", "model": model, "set": s, "prompt": "", "reference": REFERENCE,
+             "prediction": prediction, "srepr_derivation": TOY} for s in sets]
+
+
 def test_cli_csv(tmp_path, capsys):
-    records = [{"id": "t1", "model": "toy", "set": s, "prompt": "", "reference": "",
-                "prediction": r"f{(x)} = x^{2} and \frac{d}{d x} f{(x)} = 2 x and \frac{d}{d x} f{(x)} = 2 x",
-                "srepr_derivation": TOY} for s in ("static", "EE")]
     path = tmp_path / "predictions.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path.write_text("".join(json.dumps(r) + "\n" for r in toy_records()))
     assert main(["check", "--results", str(tmp_path), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0]) == ["model", "set", "equations", "unparseable", "reference", "valid", "incorrect",
@@ -159,7 +174,81 @@ def test_cli_csv(tmp_path, capsys):
 def test_cli_on_released_results(flan_results, capsys):
     assert main(["check", "--results", str(flan_results), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [r["set"] for r in rows] == list(paper.SETS)
+    assert [r["set"] for r in rows] == list(SETS)
     for row in rows:
         labelled = sum(int(row[label]) for label in check.LABELS)
         assert labelled == int(row["equations"]) and int(row["derivations"]) == 100
+
+
+def test_cli_details_and_model_name(tmp_path, capsys):
+    write_jsonl(tmp_path / "predictions.jsonl", toy_records())
+    details = tmp_path / "out" / "labels.jsonl"
+    assert main(["check", "--results", str(tmp_path / "predictions.jsonl"), "--model-name", "renamed",
+                 "--format", "csv", "--details", str(details)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["model"] for r in rows} == {"renamed"}
+    written = read_jsonl(details)
+    assert [r["labels"] for r in written] == [["reference", "reference", "redundant"]] * 2
+    assert check.DerivationCheck.from_dict(written[0]).to_dict() == written[0]
+
+
+def test_cli_details_never_overwrites_an_input(tmp_path, capsys):
+    predictions = tmp_path / "predictions.jsonl"
+    write_jsonl(predictions, toy_records())
+    before = predictions.read_bytes()
+    for details in (predictions, tmp_path / "labels.jsonl"):
+        # the second: inside the directory given as --results
+        assert main(["check", "--results", str(tmp_path), "--details", str(details)]) == 2
+        assert "would overwrite the input --results" in capsys.readouterr().err
+    assert main(["check", "--results", str(predictions), "--details", str(predictions)]) == 2
+    assert predictions.read_bytes() == before and not (tmp_path / "labels.jsonl").exists()
+
+
+# ----------------------------------------------------------------------------------- stage 07
+
+@dataclasses.dataclass(frozen=True)
+class FixtureParams:
+    profile: str = "fixture"
+
+
+def predictions_run(records: list[dict]) -> str:
+    """A complete predictions run published as ``predict_t5/fixture``, as 04 would publish it."""
+    run = rundir.start_run("predict_t5", FixtureParams())
+    write_jsonl(run.path("predictions.jsonl"), records)
+    run.finish(records=len(records))
+    return "predict_t5/fixture"
+
+
+def test_error_analysis_stage_runs_then_loads(isolated_data, monkeypatch):
+    monkeypatch.delenv(released.ENV, raising=False)
+    wrong = r"f{(x)} = x^{2} and \frac{d}{d x} f{(x)} = 3 x"
+    records = toy_records(("static", "EE")) + toy_records(("static",), model="other", prediction=wrong)
+    namespace = {"predictions": [predictions_run(records)], "profile": "tiny"}
+    run = stage.open_run(namespace)
+    result = stage.run(run)
+    assert run.complete and run.dir == run.final
+    assert {"params.json", "meta.json", "checks.jsonl", "summary.csv", "COMPLETE"} <= {p.name for p in run.dir.iterdir()}
+    assert result.summary[["model", "set", "equations", "reference", "redundant", "incorrect"]].values.tolist() == [
+        ["other", "static", 2, 1, 0, 1], ["toy", "static", 3, 2, 1, 0], ["toy", "EE", 3, 2, 1, 0]]
+    assert [c.labels for c in result.checks] == [["reference", "reference", "redundant"]] * 2 + [["reference", "incorrect"]]
+    assert result.per_item["share correct"].round(3).tolist() == [0.667, 0.667, 0.5]
+    assert {"rouge", "bleu", "gleu", "goal reached"} <= set(result.per_item)
+    assert set(result.figures) == {"error_distribution", "rouge_vs_validity"}
+    assert all(path.exists() for path in result.figures.values())
+    assert {p.name for p in (isolated_data / "figures" / "tiny").iterdir()} == \
+        {"error_distribution.png", "rouge_vs_validity.png"}
+
+    again = stage.run(stage.open_run(namespace))  # complete: loads
+    pd.testing.assert_frame_equal(again.summary, result.summary)
+    pd.testing.assert_frame_equal(again.per_item, result.per_item)
+    assert [c.to_dict() for c in again.checks] == [c.to_dict() for c in result.checks]
+    assert again.figures == result.figures
+
+
+def test_error_analysis_stage_names_bad_parameters(isolated_data, tmp_path):
+    with pytest.raises(ParameterError, match="predict_t5/nowhere"):
+        stage.open_run({"predictions": ["predict_t5/nowhere"]})
+    with pytest.raises(ParameterError, match="nothing to check"):
+        stage.open_run({"predictions": [], "include_paper_results": False})
+    with pytest.raises(ParameterError, match="sed"):
+        stage.open_run({"predictions": [], "sed": 1})

@@ -1,4 +1,4 @@
-"""The generator's stand-ins for SymPy internals (generate.fast_sympy) give SymPy's answers."""
+"""The generator's stand-ins for SymPy internals (sympy_fast.fast_sympy) give SymPy's answers."""
 import contextlib
 import json
 import subprocess
@@ -10,31 +10,40 @@ from sympy.core.cache import clear_cache
 from sympy.core.relational import is_eq
 
 from derivlib import generate as gen
+from derivlib import sympy_fast as fast
 from derivlib.derivation import from_srepr
 
-ASSUMPTIONS = sys.modules["sympy.core.assumptions"]
-BASIC = sys.modules["sympy.core.basic"]
-FACTS = sorted(ASSUMPTIONS._assume_defined)
+FACTS = fast.FACTS
 
 
 def test_the_replaced_functions_are_sympys_own():
     # a SymPy upgrade changes their source: then nothing is replaced until the stand-ins are
     # re-derived from the new code
-    assert gen._stock_is_known(), "SymPy's _ask or _aresame changed: re-derive generate.fast_sympy"
-    assert ASSUMPTIONS._ask is gen._STOCK_ASK and BASIC._aresame is gen._STOCK_ARESAME
-    with gen.fast_sympy():
-        assert ASSUMPTIONS._ask is gen._ask_memo and BASIC._aresame is gen._aresame_fast
-        with gen.fast_sympy():
-            assert ASSUMPTIONS._ask is gen._ask_memo
-        assert ASSUMPTIONS._ask is gen._ask_memo and BASIC._aresame is gen._aresame_fast
-    assert ASSUMPTIONS._ask is gen._STOCK_ASK and BASIC._aresame is gen._STOCK_ARESAME
+    assert fast.stock_is_known(), "SymPy's _ask or _aresame changed: re-derive sympy_fast's stand-ins"
+    assert fast.installed() == fast.STOCK
+    with fast.fast_sympy():
+        assert fast.installed() == fast.STAND_INS
+        with fast.fast_sympy():
+            assert fast.installed() == fast.STAND_INS
+        assert fast.installed() == fast.STAND_INS
+    assert fast.installed() == fast.STOCK
 
 
 def test_sympy_is_restored_after_an_error():
     with pytest.raises(RuntimeError):
-        with gen.fast_sympy():
+        with fast.fast_sympy():
             raise RuntimeError
-    assert ASSUMPTIONS._ask is gen._STOCK_ASK and BASIC._aresame is gen._STOCK_ARESAME
+    assert fast.installed() == fast.STOCK
+
+
+def test_importing_derivlib_changes_nothing_in_sympy_or_python():
+    code = ("import sys, sympy; limit = sys.getrecursionlimit(); "
+            "functions = (sys.modules['sympy.core.assumptions']._ask, sys.modules['sympy.core.basic']._aresame); "
+            "import derivlib.generate, derivlib.stages.generate, derivlib.cli.generate; "
+            "from derivlib import sympy_fast; "
+            "assert sympy_fast.installed() == functions == sympy_fast.STOCK, 'patched at import'; "
+            "assert sys.getrecursionlimit() == limit, 'recursion limit changed at import'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +79,7 @@ def _answers(pairs, memo: bool, decide_first: bool):
     objects, in one of two orders."""
     clear_cache()  # the nodes built below are new objects, with no fact known
     out = []
-    with gen.fast_sympy() if memo else contextlib.nullcontext():
+    with fast.fast_sympy() if memo else contextlib.nullcontext():
         for lhs_text, rhs_text in pairs:
             lhs, rhs = from_srepr(lhs_text), from_srepr(rhs_text)
             # the sides, their difference, and every node below them
@@ -99,8 +108,8 @@ def test_memo_answers_every_query_as_sympy_does(candidate_sides):
 
 def test_generation_is_the_same_without_the_memo():
     # a fresh interpreter with SymPy's own functions throughout
-    code = ("import json, sys; from derivlib import generate as g; "
-            "g._stock_is_known = lambda: False; "
+    code = ("import json; from derivlib import generate as g, sympy_fast; "
+            "sympy_fast.stock_is_known = lambda: False; "
             "print(json.dumps(g.generate(12, seed=2, workers=1)))")
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     plain = json.loads(done.stdout)
@@ -122,6 +131,6 @@ def test_aresame_stand_in_answers_as_is_same(candidate_sides):
     checked = 0
     for a in everything + tricky:
         for b in everything:
-            assert gen._aresame_fast(a, b) == sp.Basic.is_same(a, b), (a, b)
+            assert fast.aresame_fast(a, b) == sp.Basic.is_same(a, b), (a, b)
             checked += 1
     assert checked > 100_000  # pairs

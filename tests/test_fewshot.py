@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from derivlib import fewshot, paper
+from derivlib import fewshot
+from derivlib.base.vocabulary import SETS, field
+from derivlib.models import llm
 
 
 def _released(gpt4_results):
@@ -18,8 +20,8 @@ def test_template_reproduces_every_released_gpt_prompt_byte_for_byte(gpt4_result
     checked = 0
     for number, item in enumerate(items):
         static_exemplars, _ = fewshot.parse_prompt(item["prompt"])
-        for set_name in paper.SETS:
-            released = item[paper.field(set_name, "prompt")]
+        for set_name in SETS:
+            released = item[field(set_name, "prompt")]
             exemplars, query = fewshot.parse_prompt(released)
             assert len(exemplars) == 5, (number, set_name)
             # The paper's claim, checked on its own data: the same exemplars for an item's
@@ -34,15 +36,15 @@ def test_parsed_query_is_the_bare_prompt_of_the_flan_file(gpt4_results, flan_res
     gpt = _released(gpt4_results)
     flan = json.loads(flan_results.read_text())
     for g, f in zip(gpt, flan):
-        for set_name in paper.SETS:
-            _, query = fewshot.parse_prompt(g[paper.field(set_name, "prompt")])
-            assert query == f[paper.field(set_name, "prompt")]
+        for set_name in SETS:
+            _, query = fewshot.parse_prompt(g[field(set_name, "prompt")])
+            assert query == f[field(set_name, "prompt")]
 
 
 def test_released_gpt_answers_parse_to_themselves(gpt4_results):
     # The released answers are already bare derivations: parsing must not alter them.
     for item in _released(gpt4_results):
-        for set_name in paper.SETS:
+        for set_name in SETS:
             answer = item[f"{set_name}_gpt-4"]
             assert fewshot.extract_derivation(answer) == " ".join(answer.split())
 
@@ -72,7 +74,7 @@ def test_exemplars_depend_on_seed_and_item_id_only():
 def test_static_and_perturbed_prompts_of_an_item_share_their_exemplars():
     train = _train()
     tests = {s: [{"id": f"x{i}", "prompt": f"Given {s} {i}, then obtain z = {i}", "derivation": "z = 1"}
-                 for i in range(4)] for s in fewshot.SETS}
+                 for i in range(4)] for s in SETS}
     queries = fewshot.build_queries(train, tests, n_shots=5, seed=3)
     by_id = {}
     for q in queries:
@@ -80,6 +82,20 @@ def test_static_and_perturbed_prompts_of_an_item_share_their_exemplars():
         assert query == q.prompt  # the record keeps the bare prompt
         by_id.setdefault(q.id, set()).add(json.dumps(exemplars))
     assert len(by_id) == 4 and all(len(v) == 1 for v in by_id.values())
+
+
+def test_answers_become_prediction_records_in_query_order():
+    train = _train()
+    tests = {s: [{"id": f"x{i}", "prompt": f"Given {s} {i}, then obtain z = {i}", "derivation": f"z = {i}",
+                  "srepr_derivation": [["premise", f"Integer({i})"]]} for i in range(3)] for s in ("static", "SR")}
+    queries = fewshot.build_queries(train, tests, n_shots=2, seed=0)
+    decoding = llm.Decoding(model="m")
+    answers = {q.request.key(decoding): llm.Answer(content=f"Derivation: $w = {q.id}$.")
+               for q in queries if q.id != "x1"}
+    records = fewshot.to_predictions(queries, answers, decoding)
+    assert [(r["set"], r["id"]) for r in records] == [("static", "x0"), ("static", "x2"), ("SR", "x0"), ("SR", "x2")]
+    assert records[0] == {"id": "x0", "model": "m", "set": "static", "prompt": "Given static 0, then obtain z = 0",
+                          "reference": "z = 0", "prediction": "w = x0", "srepr_derivation": [["premise", "Integer(0)"]]}
 
 
 def test_number_of_shots_is_a_parameter():

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from derivlib import derivation, latex, paper
+from derivlib import derivation, generate, latex
+from derivlib.base.vocabulary import SETS, field, split_equations
+from derivlib.readers import released
 
 a, x, y = sp.symbols("a x y")
 eta = sp.Function("\\eta")
@@ -112,10 +114,10 @@ def _round_trip_rate(sreprs):
 @pytest.mark.paper_results
 def test_round_trip_released_references(paper_results_dir):
     sreprs = []
-    for path in paper.results_files(paper_results_dir).values():
-        for item in paper.load_items(path):
-            for set_name in paper.SETS:
-                sreprs += [s for _, s in item[paper.field(set_name, "srepr_derivation")]]
+    for path in released.results_files(paper_results_dir).values():
+        for item in released.load_items(path):
+            for set_name in SETS:
+                sreprs += [s for _, s in item[field(set_name, "srepr_derivation")]]
         break  # both files hold the same 100 items x 5 sets: 500 derivations
     assert len(sreprs) > 2500
     assert _round_trip_rate(sreprs) >= 0.995
@@ -125,9 +127,7 @@ def test_round_trip_released_references(paper_results_dir):
 def test_round_trip_generated_derivations():
     # 300 derivations (about 2,000 equations) at CI cost; benchmarks/check.py --generated 2000
     # measures the full figure. What stays wrong is SymPy's genuinely ambiguous printing of a
-    # product of derivatives (see latex._Parser.side).
-    from derivlib import generate
-
+    # product of derivatives (see latex.parser.Parser.side).
     records, _ = generate.generate(300, seed=0)
     sreprs = [s for record in records for _, s in record["srepr_derivation"]]
     assert len(sreprs) > 1500
@@ -137,9 +137,9 @@ def test_round_trip_generated_derivations():
 @pytest.mark.paper_results
 def test_released_model_outputs_parse(paper_results_dir):
     total = parsed_ok = 0
-    for path in paper.results_files(paper_results_dir).values():
-        for record in paper.to_predictions(path):
-            for text in derivation.split_equations(record["prediction"]):
+    for path in released.results_files(paper_results_dir).values():
+        for record in released.to_predictions(path):
+            for text in split_equations(record["prediction"]):
                 total += 1
                 parsed_ok += latex.parse_equation(text).ok
     assert total > 4000

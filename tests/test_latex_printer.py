@@ -11,7 +11,7 @@ import json
 
 import sympy as sp
 
-from derivlib import paper
+from derivlib.base.vocabulary import SETS, field
 from derivlib.derivation import Derivation, split_equations, to_latex
 
 
@@ -20,9 +20,9 @@ def test_printer_matches_released_equations(flan_results):
     total = equal = 0
     differences = []
     for item in items:
-        for set_name in paper.SETS:
-            ours = Derivation.from_record(item, paper.field(set_name, "srepr_derivation")).latex()
-            reference = split_equations(item[paper.field(set_name, "derivation")])
+        for set_name in SETS:
+            ours = Derivation.from_record(item, field(set_name, "srepr_derivation")).latex()
+            reference = split_equations(item[field(set_name, "derivation")])
             assert len(ours) == len(reference)
             for a, b in zip(ours, reference):
                 total += 1

@@ -1,6 +1,7 @@
-"""The OpenAI-compatible client, its retries and its cache, against a real HTTP server on 127.0.0.1
-(tests/llm_server.py) through the real ``openai`` library. Backoff sleeps are recorded, not slept,
-so every test runs in well under a second apart from the two that start a subprocess."""
+"""The OpenAI-compatible client, its retries and its cache, and the prompt_llm stage and command,
+against a real HTTP server on 127.0.0.1 (tests/llm_server.py) through the real ``openai`` library.
+Backoff sleeps are recorded, not slept, so every test runs in well under a second apart from the
+two that start a subprocess."""
 from __future__ import annotations
 
 import json
@@ -14,34 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from derivlib import config, fewshot
+from derivlib import __main__ as cli
+from derivlib import fewshot
+from derivlib.base.files import read_jsonl, write_jsonl
+from derivlib.base.params import ParameterError, validate
+from derivlib.base.vocabulary import SETS, field
+from derivlib.cli import notebook as notebooks
 from derivlib.models import llm
+from derivlib.readers import released
+from derivlib.stages import prompt_llm, rundir
 
 sys.path.insert(0, str(Path(__file__).parent))
 from llm_server import FakeChatServer  # noqa: E402
-
-FAKE_KEY = "sk-derivlib-FAKE-KEY-7f3a9c1e5b"
-REPO = Path(__file__).resolve().parent.parent
+from llm_support import FAKE_KEY, N_PROMPTS, REPO, cli_command, fast_policy, make_sets, prompt, values  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------- fixtures
-
-def make_sets(directory: Path, n_train: int = 12, n_test: int = 5) -> Path:
-    """A sets directory in the 02_testsets format: each perturbed item shares its static item's
-    id; every prompt's goal is unique, so the fake server's answer names the prompt it answers."""
-    directory.mkdir(parents=True, exist_ok=True)
-    train = [{"id": f"tr{i}", "prompt": f"Given p_{i} = {i}, then obtain q_{i} = {i}",
-              "derivation": f"p_{i} = {i} and q_{i} = {i}", "srepr_derivation": []} for i in range(n_train)]
-    config.write_jsonl(directory / "train.jsonl", train)
-    for set_name in fewshot.SETS:
-        items = [{"id": f"g0-{i}", "prompt": f"Given f_{i} = {i}, then obtain g_{{{set_name}}} = {i}",
-                  "derivation": f"f_{i} = {i} and g_{{{set_name}}} = {i}",
-                  "srepr_derivation": [["premise", f"Integer({i})"]]} for i in range(n_test)]
-        config.write_jsonl(directory / f"{set_name}.jsonl", items)
-    config.atomic_write_json(directory / "meta.json", {"key": "testsets-fake"})
-    config.atomic_write_text(directory / config.COMPLETE, "done\n")
-    return directory
-
 
 @pytest.fixture
 def sets_dir(tmp_path):
@@ -55,32 +44,9 @@ def server():
 
 
 @pytest.fixture(autouse=True)
-def fake_key(monkeypatch):
+def fake_key(monkeypatch, isolated_data):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-
-
-class RecordedSleep:
-    def __init__(self):
-        self.delays = []
-
-    def __call__(self, seconds):
-        self.delays.append(seconds)
-
-
-def fast_policy(**kwargs) -> llm.RetryPolicy:
-    kwargs.setdefault("base_delay", 0.001)
-    return llm.RetryPolicy(rng=random.Random(0), sleep=RecordedSleep(), **kwargs)
-
-
-def params(server=None, **kwargs) -> fewshot.PromptParams:
-    values = dict(sets="unused", model="test-model", base_url=server.base_url if server else "",
-                  mode="live" if server else "auto", concurrency=4, timeout=0.25, profile="")
-    values.update(kwargs)
-    return config.validate(fewshot.PromptParams, values)
-
-
-N_PROMPTS = 5 * 5  # five sets of five items
 
 
 # ----------------------------------------------------------------------------------- faults
@@ -91,7 +57,7 @@ def test_every_answer_arrives_exactly_once_through_injected_faults(server, sets_
     for marker, kinds in faults.items():
         server.plan(marker, kinds)
     policy = fast_policy()
-    result = fewshot.prompt_sets(params(server), sets_dir, tmp_path / "out", tmp_path / "cache", policy=policy)
+    result = prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, policy=policy)
 
     assert len(result.predictions) == N_PROMPTS
     assert set(server.answered.values()) == {1} and len(server.answered) == N_PROMPTS
@@ -105,7 +71,7 @@ def test_every_answer_arrives_exactly_once_through_injected_faults(server, sets_
     for record in result.predictions:
         assert record["prediction"] == record["prompt"].split("then obtain ")[1]
         assert set(record) == {"id", "model", "set", "prompt", "reference", "prediction", "srepr_derivation"}
-    on_disk = config.read_jsonl(tmp_path / "out" / "predictions.jsonl")
+    on_disk = read_jsonl(tmp_path / "out" / "predictions.jsonl")
     assert on_disk == result.predictions
     assert json.loads((tmp_path / "out" / "usage.json").read_text())["new_answers"] == N_PROMPTS
 
@@ -113,14 +79,15 @@ def test_every_answer_arrives_exactly_once_through_injected_faults(server, sets_
 def test_clear_error_after_the_last_retry_and_nothing_answered_is_lost(server, sets_dir, tmp_path):
     server.plan("g_{VR} = 2", ["500", "500", "500"])
     with pytest.raises(llm.LLMError, match=r"item g0-2 \(VR\).*gave up after 3 attempts.*500"):
-        fewshot.prompt_sets(params(server, concurrency=1), sets_dir, tmp_path / "out", tmp_path / "cache",
-                            policy=fast_policy(max_retries=2))
+        prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, concurrency=1,
+               policy=fast_policy(max_retries=2))
     cache = llm.ResponseCache(tmp_path / "cache")
     answered_before = server.total_answered()
     assert len(cache) == answered_before > 0  # every answer received was cached
+    assert not (tmp_path / "out").exists()  # a failed run is not a complete run directory
     # The fault has passed: the rerun asks only for what is missing.
     hits_before = server.total_hits()
-    result = fewshot.prompt_sets(params(server), sets_dir, tmp_path / "out", tmp_path / "cache", policy=fast_policy())
+    result = prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, policy=fast_policy())
     assert len(result.predictions) == N_PROMPTS
     assert server.total_hits() - hits_before == N_PROMPTS - answered_before
     assert set(server.answered.values()) == {1}
@@ -136,6 +103,57 @@ def test_retry_policy_backs_off_exponentially_with_jitter_and_honours_retry_afte
     assert llm.parse_retry_after("2.5") == 2.5
     assert llm.parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
     assert llm.parse_retry_after("soon") is None and llm.parse_retry_after(None) is None
+
+
+# ----------------------------------------------------------------------------------- the stage
+
+def test_stage_writes_a_complete_run_and_a_rerun_asks_nothing(server, sets_dir, isolated_data):
+    namespace = {**values(server), "sets": str(sets_dir), "profile": "tiny"}
+    run = prompt_llm.open_run(namespace)
+    result = prompt_llm.run(run, fast_policy())
+    assert run.complete and run.dir == run.final == rundir.data_root() / "prompt_llm" / run.key
+    for name in ("params.json", "meta.json", "predictions.jsonl", "usage.json", rundir.COMPLETE):
+        assert (run.dir / name).exists(), name
+    assert (rundir.data_root() / "prompt_llm" / "tiny").resolve() == run.dir.resolve()  # published
+    meta = json.loads((run.dir / "meta.json").read_text())
+    assert meta["upstream"] == {"sets": str(sets_dir.resolve())}
+    assert meta["counts"] == result.counts and result.counts["new_answers"] == N_PROMPTS and result.mode == "live"
+    # answers went to the shared cache outside the run directory
+    assert len(llm.ResponseCache(prompt_llm.default_cache_dir())) == N_PROMPTS
+    assert not list(run.dir.rglob("??/*.json"))
+    assert result.summary_table().loc["static", "predictions"] == 5
+    assert result.usage_table().loc["new answers", "count"] == N_PROMPTS
+    assert list(result.examples_table(2)["id"]) == ["g0-0", "g0-1"]
+    hits = server.total_hits()
+    again = prompt_llm.open_run(namespace)
+    assert again.complete and again.final == run.final
+    loaded = prompt_llm.run(again, fast_policy())
+    assert loaded.predictions == result.predictions and server.total_hits() == hits  # asked nothing
+    # Another run of the same prompts (another --out) is answered from the cache alone.
+    elsewhere = prompt_llm.run(prompt_llm.open_run(namespace, out=isolated_data / "elsewhere"), fast_policy())
+    assert elsewhere.usage["cached_answers"] == N_PROMPTS and server.total_hits() == hits
+    assert (isolated_data / "elsewhere" / "predictions.jsonl").read_bytes() == \
+        (run.dir / "predictions.jsonl").read_bytes()
+
+
+def test_stage_takes_a_directory_of_set_files_by_their_digest(server, tmp_path):
+    plain = make_sets(tmp_path / "plain")
+    (plain / rundir.COMPLETE).unlink()  # a directory of set files, not a run
+    first = prompt_llm.open_run({**values(server), "sets": str(plain)})
+    assert first.upstream == {} and set(first.inputs) >= {"sets/train", "sets/static", "sets/SR"}
+    prompt_llm.run(first, fast_policy())
+    write_jsonl(plain / "SR.jsonl", read_jsonl(plain / "SR.jsonl")[:2])
+    second = prompt_llm.open_run({**values(server), "sets": str(plain)})
+    assert second.key != first.key and not second.complete  # other content, other run
+    with pytest.raises(ParameterError, match="'sets'.*not a complete run directory"):
+        prompt_llm.open_run({**values(server), "sets": str(tmp_path / "nowhere")})
+
+
+def test_prompt_refuses_an_out_that_holds_its_sets(server, sets_dir):
+    with pytest.raises(ParameterError, match="holds the input"):
+        prompt(sets_dir, sets_dir, sets_dir / "cache", server)
+    assert sorted(p.name for p in sets_dir.iterdir()) == sorted(
+        [f"{n}.jsonl" for n in ("train", *SETS)] + ["meta.json", rundir.COMPLETE])
 
 
 # ----------------------------------------------------------------------------------- resume
@@ -154,30 +172,23 @@ def test_interrupted_run_resumes_from_the_cache_without_asking_again(server, set
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        fewshot.prompt_sets(params(server, concurrency=2), sets_dir, tmp_path / "out", tmp_path / "cache",
-                            policy=fast_policy(), on_answer=die_after_seven)
+        prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, concurrency=2,
+               policy=fast_policy(), on_answer=die_after_seven)
     cached = len(llm.ResponseCache(tmp_path / "cache"))
     assert 7 <= cached < N_PROMPTS and cached == server.total_answered()
     assert not (tmp_path / "out" / "predictions.jsonl").exists()
     hits_before = server.total_hits()
-    result = fewshot.prompt_sets(params(server, concurrency=3), sets_dir, tmp_path / "out", tmp_path / "cache",
-                                 policy=fast_policy())
+    result = prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, concurrency=2, policy=fast_policy())
     assert server.total_hits() - hits_before == N_PROMPTS - cached
     assert result.usage["cached_answers"] == cached and result.usage["new_answers"] == N_PROMPTS - cached
     assert set(server.answered.values()) == {1} and len(server.answered) == N_PROMPTS
-    log = config.read_jsonl(tmp_path / "out" / "usage_log.jsonl")
+    log = read_jsonl(tmp_path / "out" / "usage_log.jsonl")
     assert [entry["status"] for entry in log] == ["interrupted", "finished"]
     assert sum(entry["calls"] for entry in log) == server.total_hits()  # every call on record
     # Same bytes as a run that was never interrupted, with another number of workers.
-    fewshot.prompt_sets(params(server, concurrency=1), sets_dir, tmp_path / "clean", tmp_path / "cache2",
-                        policy=fast_policy())
+    prompt(sets_dir, tmp_path / "clean", tmp_path / "cache2", server, concurrency=1, policy=fast_policy())
     assert (tmp_path / "out" / "predictions.jsonl").read_bytes() == \
         (tmp_path / "clean" / "predictions.jsonl").read_bytes()
-
-
-def _cli(sets_dir, out, base_url, *extra):
-    return [sys.executable, "-m", "derivlib", "prompt", "--model", "test-model", "--base-url", base_url,
-            "--sets", str(sets_dir), "--out", str(out), "--timeout", "5", "--backoff", "0.001", *extra]
 
 
 @pytest.mark.slow
@@ -185,9 +196,9 @@ def test_killed_cli_rerun_asks_nothing_twice(sets_dir, tmp_path):
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "DERIVLIB_DATA": str(tmp_path / "data")}
     out = tmp_path / "out"
     with FakeChatServer(answer_delay=0.05) as server:
-        proc = subprocess.Popen(_cli(sets_dir, out, server.base_url, "--concurrency", "1"), cwd=REPO, env=env,
+        proc = subprocess.Popen(cli_command(sets_dir, out, server.base_url, "--concurrency", "1"), cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        cache = llm.ResponseCache(out / "cache")
+        cache = llm.ResponseCache(tmp_path / "data" / "llm" / "cache")  # the default: <data root>/llm/cache
         deadline = time.monotonic() + 60
         while len(cache) < 5 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -196,41 +207,50 @@ def test_killed_cli_rerun_asks_nothing_twice(sets_dir, tmp_path):
         assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()
         cached_prompts = {cache.get(k)["messages"][-1]["content"] for k in cache.keys()}
         assert 5 <= len(cached_prompts) < N_PROMPTS
-        assert not list((out / "cache").glob("*/*.json.tmp"))  # no half-written answer was published
+        assert not list(cache.directory.glob("*/*.json.tmp"))  # no half-written answer was published
+        assert not out.exists()  # the killed run never became a complete run directory
         hits_at_kill = dict(server.hits)
-        rerun = subprocess.run(_cli(sets_dir, out, server.base_url, "--concurrency", "2"), cwd=REPO, env=env,
+        rerun = subprocess.run(cli_command(sets_dir, out, server.base_url, "--concurrency", "2"), cwd=REPO, env=env,
                                capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stderr
-        for prompt in cached_prompts:
-            assert server.hits[prompt] == hits_at_kill[prompt]  # never asked again
+        for prompt_text in cached_prompts:
+            assert server.hits[prompt_text] == hits_at_kill[prompt_text]  # never asked again
         assert server.total_hits() - sum(hits_at_kill.values()) == N_PROMPTS - len(cached_prompts)
-    assert len(config.read_jsonl(out / "predictions.jsonl")) == N_PROMPTS
+    assert len(read_jsonl(out / "predictions.jsonl")) == N_PROMPTS
+    assert (out / rundir.COMPLETE).exists() and not out.with_name("out.partial").exists()
     assert len(cache) == N_PROMPTS
 
 
 # ----------------------------------------------------------------------------------- modes
 
 def test_replay_never_touches_the_network(server, sets_dir, tmp_path):
-    fewshot.prompt_sets(params(server, max_items=2), sets_dir, tmp_path / "out", tmp_path / "cache", policy=fast_policy())
+    prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, max_items=2, policy=fast_policy())
     hits = server.total_hits()
-    result = fewshot.prompt_sets(params(server, mode="replay", max_items=2), sets_dir, tmp_path / "out2",
-                                 tmp_path / "cache")
+    result = prompt(sets_dir, tmp_path / "out2", tmp_path / "cache", server, mode="replay", max_items=2)
     assert len(result.predictions) == 10 and server.total_hits() == hits
     with pytest.raises(llm.LLMError, match=r"replay mode: no cached answer for item g0-2 \(static\) \(and 4 more\)"):
-        fewshot.prompt_sets(params(server, mode="replay", max_items=3), sets_dir, tmp_path / "out3", tmp_path / "cache")
+        prompt(sets_dir, tmp_path / "out3", tmp_path / "cache", server, mode="replay", max_items=3)
     assert server.total_hits() == hits
 
 
 def test_auto_without_endpoint_replays_what_is_cached_and_says_what_it_skipped(server, sets_dir, tmp_path,
                                                                                monkeypatch, capsys):
-    fewshot.prompt_sets(params(server, max_items=2), sets_dir, tmp_path / "out", tmp_path / "cache", policy=fast_policy())
+    prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, max_items=2, policy=fast_policy())
     monkeypatch.delenv("OPENAI_API_KEY")
-    result = fewshot.prompt_sets(params(None, mode="auto"), sets_dir, tmp_path / "out", tmp_path / "cache")
+    result = prompt(sets_dir, tmp_path / "offline", tmp_path / "cache", mode="auto")
     assert result.mode == "replay" and len(result.predictions) == 10 and len(result.skipped) == 15
     assert "SKIPPED 15 of 25 prompts" in capsys.readouterr().out
-    assert json.loads((tmp_path / "out" / "usage.json").read_text())["skipped"] == 15
+    assert json.loads((tmp_path / "offline" / "usage.json").read_text())["skipped"] == 15
+    # A complete run that skipped prompts is redone from the cache: answers fetched since count.
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    prompt(sets_dir, tmp_path / "all", tmp_path / "cache", server, policy=fast_policy())
+    monkeypatch.delenv("OPENAI_API_KEY")
+    hits = server.total_hits()
+    redone = prompt(sets_dir, tmp_path / "offline", tmp_path / "cache", mode="auto")
+    assert len(redone.predictions) == N_PROMPTS and not redone.skipped and server.total_hits() == hits
+    assert json.loads((tmp_path / "offline" / "meta.json").read_text())["counts"]["skipped"] == 0
     # Nothing cached at all: still completes, with an empty predictions file.
-    empty = fewshot.prompt_sets(params(None, mode="auto"), sets_dir, tmp_path / "empty", tmp_path / "nocache")
+    empty = prompt(sets_dir, tmp_path / "empty", tmp_path / "nocache", mode="auto")
     assert empty.predictions == [] and (tmp_path / "empty" / "predictions.jsonl").read_text() == ""
 
 
@@ -259,45 +279,40 @@ def _snapshot(directory: Path) -> dict:
 def test_live_mode_without_endpoint_is_an_error(sets_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     with pytest.raises(llm.LLMError, match="live mode needs an endpoint"):
-        fewshot.prompt_sets(params(None, mode="live"), sets_dir, tmp_path / "out", tmp_path / "cache")
+        prompt(sets_dir, tmp_path / "out", tmp_path / "cache", mode="live")
 
 
-def test_unknown_model_and_empty_answer_name_the_item_and_keep_the_cache(server, sets_dir, tmp_path):
-    fewshot.prompt_sets(params(server, max_items=1), sets_dir, tmp_path / "out", tmp_path / "cache", policy=fast_policy())
+def test_unknown_model_names_the_item_and_keeps_the_cache(server, sets_dir, tmp_path):
+    prompt(sets_dir, tmp_path / "out", tmp_path / "cache", server, max_items=1, policy=fast_policy())
     before = _snapshot(tmp_path / "cache")
     assert len(before) == 5
     with pytest.raises(llm.LLMError, match=r"item g0-\d \(\w+\): model 'no-such-model'.*404"):
-        fewshot.prompt_sets(params(server, model="no-such-model"), sets_dir, tmp_path / "out", tmp_path / "cache",
-                            policy=fast_policy())
-    server.plan("g_{EE} = 1", ["empty"])
-    with pytest.raises(llm.LLMError, match=r"item g0-1 \(EE\).*empty answer"):
-        fewshot.prompt_sets(params(server, max_items=2, concurrency=1), sets_dir, tmp_path / "out",
-                            tmp_path / "cache", policy=fast_policy())
+        prompt(sets_dir, tmp_path / "out404", tmp_path / "cache", server, model="no-such-model",
+               policy=fast_policy())
     after = _snapshot(tmp_path / "cache")
-    assert all(after[p] == data for p, data in before.items())  # nothing cached was lost or changed
-    assert all(json.loads(d)["answer"].strip() for d in after.values())  # and no empty answer stored
+    assert after == before  # nothing cached was lost or changed, and nothing added
 
 
 def test_cli_reports_errors_in_one_line(server, sets_dir, tmp_path):
-    from derivlib.__main__ import main
-    code = main(["prompt", "--model", "no-such-model", "--base-url", server.base_url, "--sets", str(sets_dir),
-                 "--out", str(tmp_path / "out"), "--max-items", "1", "--backoff", "0"])
+    code = cli.main(["prompt", "--model", "no-such-model", "--base-url", server.base_url, "--sets", str(sets_dir),
+                     "--out", str(tmp_path / "out"), "--max-items", "1", "--backoff", "0"])
     assert code == 2
-    code = main(["prompt", "--model", "test-model", "--sets", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    code = cli.main(["prompt", "--model", "test-model", "--sets", str(tmp_path / "nowhere"),
+                     "--out", str(tmp_path / "o")])
     assert code == 2
 
 
 # ----------------------------------------------------------------------------------- the key
 
 def test_the_api_key_is_sent_but_never_written(server, sets_dir, tmp_path, capsys):
-    from derivlib.__main__ import main
     server.plan("g_{static} = 1", ["429", "500"])
     out = tmp_path / "cli"
-    assert main(["prompt", "--model", "test-model", "--base-url", server.base_url, "--sets", str(sets_dir),
-                 "--out", str(out), "--backoff", "0.001", "--max-items", "2"]) == 0
-    assert main(["prompt", "--model", "no-such-model", "--base-url", server.base_url, "--sets", str(sets_dir),
-                 "--out", str(out), "--max-items", "2"]) == 2
+    assert cli.main(["prompt", "--model", "test-model", "--base-url", server.base_url, "--sets", str(sets_dir),
+                     "--out", str(out), "--backoff", "0.001", "--max-items", "2"]) == 0
+    assert cli.main(["prompt", "--model", "no-such-model", "--base-url", server.base_url, "--sets", str(sets_dir),
+                     "--out", str(tmp_path / "cli404"), "--max-items", "2"]) == 2
     printed = capsys.readouterr()
+    assert "404" in printed.err
     assert server.authorizations and all(a == f"Bearer {FAKE_KEY}" for a in server.authorizations)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(written) > 10
@@ -307,23 +322,24 @@ def test_the_api_key_is_sent_but_never_written(server, sets_dir, tmp_path, capsy
 
 
 def test_base_url_parameter_may_not_hold_credentials():
-    with pytest.raises(config.ParameterError, match="credentials"):
-        params(None, base_url="http://user:secret@127.0.0.1:1/v1")
+    for url in ("http://user:secret@127.0.0.1:1/v1", "http://127.0.0.1:1/v1?api-key=secret"):
+        with pytest.raises(ParameterError, match="credentials.*OPENAI_BASE_URL"):
+            validate(prompt_llm.Params, values(None, base_url=url))
     assert llm.redact_url("http://user:secret@host:8000/v1") == "http://host:8000/v1"
+    # Its redacted form is what the prompt command puts in params.json: accepted.
+    validate(prompt_llm.Params, values(None, base_url=llm.redact_url("http://127.0.0.1:1/v1?api-key=secret")))
 
 
 @pytest.mark.slow
-def test_notebook_live_then_offline_never_writes_the_key(server, tmp_path, monkeypatch):
-    from derivlib import notebooks
-    monkeypatch.setenv("DERIVLIB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("DERIVLIB_FIGURES", str(tmp_path / "figures"))
+def test_notebook_live_then_offline_never_writes_the_key(server, isolated_data, monkeypatch):
+    tmp_path = isolated_data
     make_sets(tmp_path / "data" / "testsets" / "tiny")
     server.plan("g_{AG} = 0", ["429"])
     server.retry_after = "0"
     live = {"model": "test-model", "base_url": server.base_url, "timeout": 5.0}
     notebooks.execute("05_prompt_llm", "tiny", tmp_path / "build" / "live.ipynb", overrides=live, log_output=False)
     published = tmp_path / "data" / "prompt_llm" / "tiny"
-    assert len(config.read_jsonl(published / "predictions.jsonl")) == N_PROMPTS
+    assert len(read_jsonl(published / "predictions.jsonl")) == N_PROMPTS
     assert len(llm.ResponseCache(tmp_path / "data" / "llm" / "cache")) == N_PROMPTS
     hits = server.total_hits()
     # Offline (no endpoint, no key): the same prompts replay from data/llm/cache, asking nothing.
@@ -333,7 +349,7 @@ def test_notebook_live_then_offline_never_writes_the_key(server, tmp_path, monke
     assert server.total_hits() == hits
     offline = sorted((tmp_path / "data" / "prompt_llm").glob("[0-9a-f]*"))
     assert len(offline) == 2  # base_url is a parameter, so the offline run has its own directory
-    assert all(len(config.read_jsonl(d / "predictions.jsonl")) == N_PROMPTS for d in offline)
+    assert all(len(read_jsonl(d / "predictions.jsonl")) == N_PROMPTS for d in offline)
     for path in (p for p in tmp_path.rglob("*") if p.is_file()):
         assert FAKE_KEY.encode() not in path.read_bytes(), path
 
@@ -341,41 +357,39 @@ def test_notebook_live_then_offline_never_writes_the_key(server, tmp_path, monke
 def released_sets(directory: Path, gpt4_results: Path, flan_results: Path, n_items: int) -> Path:
     """A sets directory from the authors' released items: the test items are the FLAN file's bare
     prompts, the training set the exemplars parsed out of the GPT file's 5-shot prompts."""
-    from derivlib import paper
-    gpt, flan = paper.load_items(gpt4_results), paper.load_items(flan_results)
+    gpt, flan = released.load_items(gpt4_results), released.load_items(flan_results)
     train = {}
     for item in gpt:
         for exemplar in fewshot.parse_prompt(item["prompt"])[0]:
             train.setdefault(exemplar["prompt"], exemplar)
     directory.mkdir(parents=True)
-    config.write_jsonl(directory / "train.jsonl", train.values())
-    for set_name in paper.SETS:
-        config.write_jsonl(directory / f"{set_name}.jsonl", [
-            {"id": f"paper-{i:03d}", "prompt": item[paper.field(set_name, "prompt")],
-             "derivation": item[paper.field(set_name, "derivation")],
-             "srepr_derivation": item[paper.field(set_name, "srepr_derivation")]}
+    write_jsonl(directory / "train.jsonl", train.values())
+    for set_name in SETS:
+        write_jsonl(directory / f"{set_name}.jsonl", [
+            {"id": f"paper-{i:03d}", "prompt": item[field(set_name, "prompt")],
+             "derivation": item[field(set_name, "derivation")],
+             "srepr_derivation": item[field(set_name, "srepr_derivation")]}
             for i, item in enumerate(flan[:n_items])])
     return directory
 
 
 def test_released_items_end_to_end(gpt4_results, flan_results, tmp_path):
-    from derivlib import paper
-    gpt = paper.load_items(gpt4_results)
-    released = {}  # bare prompt -> GPT-4's released answer
+    gpt = released.load_items(gpt4_results)
+    answers = {}  # bare prompt -> GPT-4's released answer
     for item in gpt[:8]:
-        for set_name in paper.SETS:
-            _, query = fewshot.parse_prompt(item[paper.field(set_name, "prompt")])
-            released[query] = item[f"{set_name}_gpt-4"]
+        for set_name in SETS:
+            _, query = fewshot.parse_prompt(item[field(set_name, "prompt")])
+            answers[query] = item[f"{set_name}_gpt-4"]
 
-    def chatty(prompt):
-        query = prompt.rsplit("Prompt:", 1)[1].strip()
-        return f"Here is the derivation:\n\nDerivation: {released[query]}\n\nLet me know if you need more."
+    def chatty(prompt_text):
+        query = prompt_text.rsplit("Prompt:", 1)[1].strip()
+        return f"Here is the derivation:\n\nDerivation: {answers[query]}\n\nLet me know if you need more."
 
     sets = released_sets(tmp_path / "sets", gpt4_results, flan_results, n_items=8)
     with FakeChatServer(answer=chatty) as server:
-        result = fewshot.prompt_sets(params(server), sets, tmp_path / "out", tmp_path / "cache", policy=fast_policy())
+        result = prompt(sets, tmp_path / "out", tmp_path / "cache", server, policy=fast_policy())
         assert len(result.predictions) == 40 and set(server.answered.values()) == {1}
-    assert result.usage["new_answers"] == len(server.requests) == len(released)  # identical prompts asked once
+    assert result.usage["new_answers"] == len(server.requests) == len(answers)  # identical prompts asked once
     for record in result.predictions:
-        assert record["prediction"] == " ".join(released[record["prompt"]].split())
+        assert record["prediction"] == " ".join(answers[record["prompt"]].split())
         assert record["reference"] and record["srepr_derivation"]

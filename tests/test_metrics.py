@@ -3,19 +3,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
 from collections import Counter
 
+import nltk
 import nltk.translate.gleu_score as nltk_gleu
 import numpy as np
 import pytest
 import sacrebleu
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nltk.util import everygrams, ngrams
 from rouge_score import rouge_scorer
+from rouge_score import tokenize as rouge_tokenize
+from rouge_score.tokenizers import Tokenizer
+from sacrebleu.metrics.helpers import extract_all_word_ngrams
 
-from derivlib import metrics, paper
+from derivlib import metrics
+from derivlib.readers import released
 
 PAIRS = [
     # (name, prediction, reference)
@@ -49,8 +54,6 @@ def nmt_compute_bleu(reference: list[str], translation: list[str], max_order: in
     """tensorflow/nmt compute_bleu for one pair, as HF evaluate's 'bleu' runs it (the authors').
 
     Written out here only as an independent check that sacrebleu/100 is the same algorithm."""
-    from collections import Counter
-
     def grams(tokens):
         return Counter(tuple(tokens[i:i + n]) for n in range(1, max_order + 1)
                        for i in range(len(tokens) - n + 1))
@@ -138,12 +141,23 @@ def test_latex_variants_keep_operators_and_rejoin_t5_commands():
     assert all(identical[m] == pytest.approx(1.0, abs=1e-12) for m in metrics.LATEX_METRICS)
 
 
+class LatexTokenizer(Tokenizer):
+    """derivlib's LaTeX tokens, handed to rouge-score's own scorer."""
+
+    def tokenize(self, text):
+        return metrics.latex_tokens(text)
+
+
+def library_rouge2_latex(prediction: str, reference: str) -> float:
+    scorer = rouge_scorer.RougeScorer(["rouge2"], tokenizer=LatexTokenizer())
+    return scorer.score(reference, prediction)["rouge2"].fmeasure
+
+
 def test_latex_variants_use_the_same_library_formulas():
     prediction, reference = r"\frac{d}{d a} \eta{(a)} = e^{a}", r"\frac{d}{d a} \eta{(a)} = a e^{a}"
     p, r = metrics.latex_tokens(prediction), metrics.latex_tokens(reference)
     ours = metrics.score_pair(prediction, reference)
-    rouge = rouge_scorer._score_ngrams(rouge_scorer._create_ngrams(r, 2), rouge_scorer._create_ngrams(p, 2))
-    assert ours["rouge2_latex"] == rouge.fmeasure
+    assert ours["rouge2_latex"] == library_rouge2_latex(prediction, reference)
     bleu = sacrebleu.BLEU(tokenize="none", smooth_method="none").corpus_score([" ".join(p)], [[" ".join(r)]])
     assert ours["bleu_latex"] == pytest.approx(bleu.score / 100, abs=1e-12)
     assert ours["gleu_latex"] == pytest.approx(nltk_gleu.corpus_gleu([[r]], [p]), abs=1e-12)
@@ -174,13 +188,12 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
-    import nltk
     monkeypatch.setattr(nltk, "download", refuse)
 
 
 def test_scoring_never_touches_the_network(no_network, flan_results):
     metrics.clear_cache()
-    records = paper.to_predictions(flan_results)
+    records = released.to_predictions(flan_results)
     scores = metrics.score_pairs([r["prediction"] for r in records], [r["reference"] for r in records],
                                  metrics.PAPER_METRICS + metrics.LATEX_METRICS)
     assert all(np.isfinite(v).all() and len(v) == len(records) for v in scores.values())
@@ -190,7 +203,7 @@ def test_scoring_never_touches_the_network(no_network, flan_results):
 def test_static_scores_reproduce_released_values(flan_results, gpt4_results):
     for path in (flan_results, gpt4_results):
         items = json.loads(path.read_text())
-        model = paper.model_name(path)
+        model = released.model_name(path)
         scores = metrics.score_pairs([i[f"static_{model}"] for i in items], [i["derivation"] for i in items])
         for metric in metrics.PAPER_METRICS:
             stored = np.array([i[f"static_{metric}"] for i in items])
@@ -212,7 +225,6 @@ def test_fast_13a_tokens_equal_sacrebleu(text):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(["a", "b", "=", "{", "}"]), max_size=12))
 def test_ngram_counts_equal_sacrebleu(tokens):
-    from sacrebleu.metrics.helpers import extract_all_word_ngrams
     counts, length = extract_all_word_ngrams(" ".join(tokens), 1, 4)
     per_order = metrics.ngram_counts(tokens)
     assert sum(per_order, Counter()) == counts and len(tokens) == length
@@ -227,7 +239,7 @@ def released_string_pairs(flan_results, gpt4_results) -> list[tuple[str, str]]:
     perturbation pairs (perturbed vs static reference and prediction)."""
     pairs = set()
     for path in (flan_results, gpt4_results):
-        records = paper.to_predictions(path)
+        records = released.to_predictions(path)
         by_key = {(r["set"], r["id"]): r for r in records}
         for (set_name, item_id), record in by_key.items():
             pairs.add((record["prediction"], record["reference"]))
@@ -252,7 +264,6 @@ def test_every_released_pair_equals_plain_library_calls(flan_results, gpt4_resul
 def test_released_strings_tokenize_as_the_libraries_do(flan_results, gpt4_results):
     texts = sorted({text for pair in released_string_pairs(flan_results, gpt4_results) for text in pair})
     sacrebleu_13a = sacrebleu.tokenizers.tokenizer_13a.Tokenizer13a()
-    from rouge_score import tokenize as rouge_tokenize
     for text in texts:
         assert metrics.tokens_13a(text) == sacrebleu_13a(text).split()
         assert metrics.rouge_tokens(text) == rouge_tokenize.tokenize(text, None)
@@ -277,10 +288,9 @@ def test_fast_13a_tokens_equal_sacrebleu_on_any_text(text):
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(latex_text, st.text(max_size=200)))
 def test_rouge_tokens_and_bigrams_equal_rouge_score(text):
-    from rouge_score import tokenize as rouge_tokenize
     tokens = rouge_tokenize.tokenize(text, None)
     assert metrics.rouge_tokens(text) == tokens
-    assert metrics.rouge_bigrams(tokens) == rouge_scorer._create_ngrams(tokens, 2)
+    assert metrics.rouge_bigrams(tokens) == Counter(ngrams(tokens, 2))
 
 
 def sacrebleu_statistics(hyp_tokens, ref_tokens):
@@ -291,7 +301,6 @@ def sacrebleu_statistics(hyp_tokens, ref_tokens):
 
 
 def nltk_gleu_true_positives(hyp_tokens, ref_tokens):
-    from nltk.util import everygrams
     return sum((Counter(everygrams(ref_tokens, 1, 4)) & Counter(everygrams(hyp_tokens, 1, 4))).values())
 
 
@@ -309,8 +318,8 @@ def test_clipped_matches_equal_sacrebleu_and_nltk(hyp, ref):
 def test_clipped_matches_with_a_vocabulary_too_large_for_int64_codes(monkeypatch):
     # Over ~46,000 distinct tokens, base**4 overflows int64: the Counter path takes over.
     used = []
-    counter_matches = metrics._counter_matches
-    monkeypatch.setattr(metrics, "_counter_matches", lambda h, r: used.append(1) or counter_matches(h, r))
+    counter_matches = metrics.counter_matches
+    monkeypatch.setattr(metrics, "counter_matches", lambda h, r: used.append(1) or counter_matches(h, r))
     rng = np.random.default_rng(0)
     ref = [f"t{i}" for i in range(47_000)] + ["t1", "t2", "t3", "t4"] * 3
     hyp = [ref[i] for i in rng.integers(0, len(ref), 20_000)] + ["t1", "t2", "t3", "t4"]
@@ -336,9 +345,14 @@ def test_fresh_strings_equal_library_calls(prediction, reference):
 def test_latex_variants_equal_library_formulas_on_random_strings(prediction, reference):
     p, r = metrics.latex_tokens(prediction), metrics.latex_tokens(reference)
     ours = metrics.score_pair(prediction, reference, metrics.LATEX_METRICS)
-    rouge = rouge_scorer._score_ngrams(rouge_scorer._create_ngrams(r, 2), rouge_scorer._create_ngrams(p, 2))
-    assert ours["rouge2_latex"] == rouge.fmeasure
+    assert ours["rouge2_latex"] == library_rouge2_latex(prediction, reference)
     bleu = sacrebleu.BLEU(tokenize="none", smooth_method="none", effective_order=False)
     expected_bleu = bleu.corpus_score([" ".join(p)], [[" ".join(r)]]).score / 100
     assert ours["bleu_latex"] == pytest.approx(expected_bleu, abs=1e-12)
     assert ours["gleu_latex"] == pytest.approx(nltk_gleu.corpus_gleu([[r]], [p]), abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(token_lists, token_lists)
+def test_counter_matches_equal_clipped_matches(hyp, ref):
+    assert metrics.counter_matches(hyp, ref) == metrics.clipped_matches(hyp, ref)

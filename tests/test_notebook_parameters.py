@@ -12,13 +12,13 @@ import pytest
 from derivlib.cli import notebook as notebooks
 
 PARAMS = {
-    "01_generate": "derivlib.generate:GenerateParams",
-    "02_testsets": "derivlib.sets:SetsParams",
-    "03_train_t5": "derivlib.models.t5:TrainParams",
-    "04_predict_t5": "derivlib.models.t5:PredictParams",
-    "05_prompt_llm": "derivlib.fewshot:PromptParams",
-    "06_score": "derivlib.scoring:ScoreParams",
-    "07_error_analysis": "derivlib.check:ErrorAnalysisParams",
+    "01_generate": "derivlib.stages.generate:Params",
+    "02_testsets": "derivlib.stages.testsets:Params",
+    "03_train_t5": "derivlib.stages.train_t5:Params",
+    "04_predict_t5": "derivlib.stages.predict_t5:Params",
+    "05_prompt_llm": "derivlib.stages.prompt_llm:Params",
+    "06_score": "derivlib.stages.score:Params",
+    "07_error_analysis": "derivlib.stages.error_analysis:Params",
     "08_paper_outputs": "derivlib.stages.paper_outputs:Params",
 }
 

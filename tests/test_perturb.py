@@ -1,5 +1,5 @@
 """The four perturbations: on hand-made derivations, against the released perturbed items, and
-through the CLI, including bad input."""
+through the perturb command (a run directory), including bad input."""
 from __future__ import annotations
 
 import itertools
@@ -11,8 +11,12 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from derivlib import __main__ as cli
-from derivlib import config, perturb, prompts
+from derivlib import perturb, prompts
 from derivlib import derivation as D
+from derivlib.base.files import file_digest, write_jsonl
+from derivlib.base.vocabulary import paper_item_id
+from derivlib.readers import runs
+from derivlib.stages import rundir
 from derivlib.symbols import RENAMING_SYMBOLS, VOCABULARY
 
 import handmade
@@ -23,12 +27,12 @@ def _static(n=1, kind=handmade.power_chain):
 
 
 def _verified(steps) -> bool:
-    return perturb._verify_default(steps)
+    return perturb.passes_verifier(steps)
 
 
 def _released(path):
     items = json.loads(path.read_text())
-    return [{"id": f"paper-{i:03d}", **item} for i, item in enumerate(items)]
+    return [{"id": paper_item_id(i), **item} for i, item in enumerate(items)]
 
 
 def _equations(steps):
@@ -150,26 +154,39 @@ def test_unknown_perturbation_is_a_clear_error():
         perturb.perturb_record(_static()[0], "XX", random.Random(0))
 
 
-def test_cli_unknown_kind_malformed_line_and_skips(tmp_path, capsys):
+def test_cli_unknown_kind_malformed_line_and_skips(isolated_data, capsys):
+    tmp_path = isolated_data
     good = tmp_path / "static.jsonl"
-    config.write_jsonl(good, _static(2) + _static(1, handmade.no_evaluation_chain))
-    assert cli.main(["perturb", "--kind", "XX", "--in", str(good), "--out", str(tmp_path / "o.jsonl")]) == 2
+    write_jsonl(good, _static(2) + _static(1, handmade.no_evaluation_chain))
+    out = tmp_path / "o"
+    assert cli.main(["perturb", "--kind", "XX", "--in", str(good), "--out", str(out)]) == 2
     assert "unknown perturbation 'XX'" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text(good.read_text().splitlines()[0] + "\n{not json\n")
-    assert cli.main(["perturb", "--kind", "EE", "--in", str(bad), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert cli.main(["perturb", "--kind", "EE", "--in", str(bad), "--out", str(out)]) == 2
     assert "bad.jsonl: line 2 is not valid JSON" in capsys.readouterr().err
     broken = tmp_path / "broken.jsonl"
     broken.write_text(good.read_text().splitlines()[0] + "\n" + json.dumps(
         {"id": "b", "srepr_derivation": [["premise", "Equality(Symbol('x'"]]}) + "\n")
-    assert cli.main(["perturb", "--kind", "EE", "--in", str(broken), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert cli.main(["perturb", "--kind", "EE", "--in", str(broken), "--out", str(out)]) == 2
     assert "broken.jsonl: line 2: not a valid srepr" in capsys.readouterr().err
-    assert not (tmp_path / "o.jsonl").exists()
-    assert cli.main(["perturb", "--kind", "SR", "--in", str(good), "--out", str(tmp_path / "sr.jsonl")]) == 0
-    out = capsys.readouterr().out
-    assert "wrote 2 of 3 items" in out and "skipped: 1 no_intermediates" in out
-    written = config.read_jsonl(tmp_path / "sr.jsonl")
-    assert [r["id"] for r in written] == ["h-0", "h-1"]
+    assert not out.exists() and not out.with_name("o.partial").exists()  # bad input: nothing written
+    sr = tmp_path / "sr"
+    assert cli.main(["perturb", "--kind", "SR", "--in", str(good), "--out", str(sr)]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 2 of 3 items" in printed and "skipped: 1 no_intermediates" in printed
+    # --out is a complete run directory holding SR.jsonl, keyed by the parameters and the input's digest
+    assert [r["id"] for r in runs.load_set(sr, "SR")] == ["h-0", "h-1"]
+    assert rundir.resolve_run_dir(sr, "in") == sr
+    meta = json.loads((sr / "meta.json").read_text())
+    assert meta["inputs"] == {"input": file_digest(good)} and meta["counts"]["skipped"] == {"no_intermediates": 1}
+    assert json.loads((sr / "params.json").read_text())["kind"] == "SR"
+    written = (sr / "SR.jsonl").read_bytes()
+    assert cli.main(["perturb", "--kind", "SR", "--in", str(good), "--out", str(sr)]) == 0  # loads
+    assert "wrote 2 of 3 items" in capsys.readouterr().out and (sr / "SR.jsonl").read_bytes() == written
+    # an --out that holds the input would be replaced as a whole when the run completes
+    assert cli.main(["perturb", "--kind", "EE", "--in", str(good), "--out", str(tmp_path)]) == 2
+    assert "holds the input" in capsys.readouterr().err and good.exists()
 
 
 # ----------------------------------------------------------------------------------- released

@@ -7,8 +7,10 @@ import os
 
 import pytest
 
-import threading
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from derivlib.base import files, params as config_params, seeding
 from derivlib.base.params import ParameterError
@@ -89,7 +91,7 @@ def test_interrupted_run_is_not_complete_and_resumes(tmp_path):
     params = config_params.validate(Params, {"n_items": 2})
     run = rundir.start_run("stage", params, root=tmp_path)
     (run.dir / "partial.txt").write_text("half")
-    run.lock.release()  # as when the process was killed
+    run.release()  # as when the process was killed
     again = rundir.start_run("stage", params, root=tmp_path)
     assert not again.complete and again.dir == run.dir and (again.dir / "partial.txt").exists()
     assert not again.final.exists(), "an unfinished run must not sit where a complete one would"
@@ -103,7 +105,7 @@ def test_a_killed_rerun_leaves_the_complete_run_and_its_link_alone(tmp_path):
     second = config_params.validate(Params, {"n_items": 3, "profile": "smoke"})
     rerun = rundir.start_run("stage", second, root=tmp_path)
     (rerun.dir / "payload.txt").write_text("second, half written")
-    rerun.lock.release()  # killed here
+    rerun.release()  # killed here
     link = tmp_path / "stage" / "smoke"
     assert link.resolve() == run.dir.resolve() and (link / "COMPLETE").exists()
     assert (link / "payload.txt").read_text() == "first"
@@ -148,20 +150,50 @@ def test_out_directory_that_is_not_a_run_is_refused(tmp_path):
     assert (out / "thesis.tex").read_text() == "precious"
 
 
+SECOND_WRITER = """
+import sys
+from derivlib.base.params import validate
+from derivlib.stages import rundir
+sys.path.insert(0, sys.argv[2])
+from test_rundir import Params
+run = rundir.start_run("stage", validate(Params, {"n_items": 4}), root=sys.argv[1])
+print(run.complete, (run.dir / "payload.txt").read_text())
+"""
+
+
 def test_a_second_writer_waits_for_the_first_and_then_loads(tmp_path):
     params = config_params.validate(Params, {"n_items": 4})
     first = rundir.start_run("stage", params, root=tmp_path)
-    with pytest.raises(rundir.RunConflict, match="being written by another process"):
-        rundir.start_run("stage", params, root=tmp_path, wait=0.2)
-    opened = []
-    waiter = threading.Thread(target=lambda: opened.append(rundir.start_run("stage", params, root=tmp_path)))
-    waiter.start()
-    time.sleep(0.3)
-    assert not opened, "the second writer must wait"
+    second = subprocess.Popen([sys.executable, "-c", SECOND_WRITER, str(tmp_path), str(Path(__file__).parent)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert second.poll() is None, "the second writer must wait: " + second.stderr.read()
     (first.dir / "payload.txt").write_text("one")
     first.finish()
-    waiter.join(10)
-    assert opened and opened[0].complete and (opened[0].dir / "payload.txt").read_text() == "one"
+    out, err = second.communicate(timeout=60)
+    assert out.split() == ["True", "one"], err
+
+
+def test_a_refused_second_writer_says_so(tmp_path):
+    params = config_params.validate(Params, {"n_items": 4})
+    rundir.start_run("stage", params, root=tmp_path)
+    script = SECOND_WRITER.replace('root=sys.argv[1])', 'root=sys.argv[1], wait=0.2)')
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(Path(__file__).parent)],
+                            capture_output=True, text=True, timeout=60)
+    assert "being written by another process" in result.stderr
+
+
+def test_an_abandoned_run_in_this_process_can_be_reopened(tmp_path):
+    params = config_params.validate(Params, {"n_items": 6})
+    first = rundir.start_run("stage", params, root=tmp_path)
+    (first.dir / "half.txt").write_text("x")
+    # the stage raised here; the same process (a notebook) opens the run again
+    again = rundir.start_run("stage", params, root=tmp_path, wait=1)
+    assert again.dir == first.dir and (again.dir / "half.txt").exists()
+    again.release()
+    third = rundir.start_run("stage", params, root=tmp_path, wait=1)
+    third.finish()
+    assert third.complete
 
 
 def test_meta_records_the_hardware(tmp_path):

@@ -1,6 +1,8 @@
-"""Sensitivity measures, means with bootstrap intervals, the score CLI and notebook 06_score."""
+"""Sensitivity measures, means with bootstrap intervals, the score CLI, stage ``score`` and
+notebook 06_score."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -8,12 +10,19 @@ import subprocess
 import sys
 from contextlib import redirect_stdout
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 
-from derivlib import config, metrics, paper, scoring
+from derivlib import metrics, scoring
 from derivlib.__main__ import main as cli_main
+from derivlib.base.files import write_jsonl
+from derivlib.base.params import ParameterError
+from derivlib.base.vocabulary import SETS, paper_item_id
+from derivlib.readers import released
+from derivlib.stages import rundir
+from derivlib.stages import score as stage
 
 ALL_STORED = ("static", "P_m", "P_m_abs", "ratio_P_m")
 
@@ -21,15 +30,15 @@ ALL_STORED = ("static", "P_m", "P_m_abs", "ratio_P_m")
 def test_every_stored_score_and_derived_column_reproduced(flan_results, gpt4_results):
     for path in (flan_results, gpt4_results):
         items = json.loads(path.read_text())
-        model = paper.model_name(path)
-        ours = scoring.sensitivity_items(paper.to_predictions(path)).xs(model, level="model")
-        columns = paper.stored_columns(items)
+        model = released.model_name(path)
+        ours = scoring.sensitivity_items(released.to_predictions(path)).xs(model, level="model")
+        columns = released.stored_columns(items)
         # 3 static + 4 perturbations x 3 metrics x (P_m, P_m_abs, ratio_P_m)
         assert len(columns) == 3 + 4 * 3 * 3
         for column in columns:
             stored = np.array([item[column] for item in items], dtype=float)
             assert np.isfinite(stored).all(), column
-            values = ours.loc[[f"paper-{i:03d}" for i in range(len(items))], column].to_numpy()
+            values = ours.loc[[paper_item_id(i) for i in range(len(items))], column].to_numpy()
             assert np.abs(values - stored).max() <= 1e-9, (model, column)
 
 
@@ -37,7 +46,7 @@ def test_released_files_have_no_zero_ratio_denominator(flan_results, gpt4_result
     # ratio_P_m = M(sP, s) / M(rP, r): no released item has M(rP, r) = 0, so the files say nothing
     # about that case; derivlib gives NaN (the authors' division would raise).
     for path in (flan_results, gpt4_results):
-        ours = scoring.sensitivity_items(paper.to_predictions(path))
+        ours = scoring.sensitivity_items(released.to_predictions(path))
         ratios = ours[[c for c in ours if c.startswith("ratio_")]]
         assert np.isfinite(ratios.to_numpy()).all()
 
@@ -86,7 +95,7 @@ def test_unmatched_perturbed_items_are_left_out():
 
 
 def test_means_table_bootstrap_is_seeded_and_brackets_the_mean(flan_results):
-    scores = scoring.score_records(paper.to_predictions(flan_results))
+    scores = scoring.score_records(released.to_predictions(flan_results))
     first = scoring.means_table(scores, n_bootstrap=200, seed=3)
     again = scoring.means_table(scores, n_bootstrap=200, seed=3)
     other = scoring.means_table(scores, n_bootstrap=200, seed=4)
@@ -120,7 +129,7 @@ def test_cli_csv_columns_and_values(gpt4_results):
     table = pd.read_csv(io.StringIO(out))
     assert list(table.columns) == ["model", "set", "metric", "mean"]
     assert len(table) == 5 * 3
-    assert set(table["set"]) == set(paper.SETS) and set(table["metric"]) == {"rouge", "bleu", "gleu"}
+    assert set(table["set"]) == set(SETS) and set(table["metric"]) == {"rouge", "bleu", "gleu"}
     static_rouge = table[(table["set"] == "static") & (table["metric"] == "rouge")]["mean"].iloc[0]
     assert static_rouge == pytest.approx(82.84, abs=0.005)
     items = json.loads(gpt4_results.read_text())
@@ -130,8 +139,8 @@ def test_cli_csv_columns_and_values(gpt4_results):
 
 
 def test_cli_reads_our_predictions_like_the_released_file(gpt4_results, tmp_path):
-    records = paper.to_predictions(gpt4_results)
-    config.write_jsonl(tmp_path / "predictions.jsonl", records)
+    records = released.to_predictions(gpt4_results)
+    write_jsonl(tmp_path / "predictions.jsonl", records)
     _, from_json = run_cli("score", "--results", str(gpt4_results), "--format", "csv")
     _, from_dir = run_cli("score", "--results", str(tmp_path), "--format", "csv")
     assert from_json == from_dir
@@ -148,52 +157,128 @@ def test_cli_bad_input_is_one_line_error(tmp_path, capsys):
     assert "set 'XX'" in capsys.readouterr().err
 
 
-def fabricate_predictions_run(results_file, n_items: int = 6) -> str:
-    """A tiny predictions run (as 04/05 would publish it) made from the released outputs."""
-    records = [dict(r, model="fabricated-t5") for r in paper.to_predictions(results_file)
-               if int(r["id"].split("-")[1]) < n_items]
-    params = scoring.ScoreParams(predictions=[], profile="fabricated")  # any frozen dataclass
-    run = config.start_run("predict_t5", params)
-    config.write_jsonl(run.path("predictions.jsonl"), records)
+def test_cli_model_name_relabels_every_results(gpt4_results, flan_results, tmp_path):
+    _, renamed = run_cli("score", "--results", str(gpt4_results), "--model-name", "mine", "--format", "csv")
+    _, plain = run_cli("score", "--results", str(gpt4_results), "--format", "csv")
+    assert renamed == plain.replace("gpt-4,", "mine,")
+    _, both = run_cli("score", "--results", str(gpt4_results), "--results", str(flan_results),
+                      "--model-name", "a", "--model-name", "b", "--format", "csv")
+    assert set(pd.read_csv(io.StringIO(both))["model"]) == {"a", "b"}
+
+
+def test_cli_model_name_count_must_fit_the_results(gpt4_results, capsys):
+    argv = ["score", "--results", str(gpt4_results), "--results", str(gpt4_results)]
+    assert cli_main(argv + ["--model-name", "a", "--model-name", "b", "--model-name", "c"]) == 2
+    assert "--model-name given 3 times for 2 --results" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- stage 06
+
+@dataclasses.dataclass(frozen=True)
+class FixtureParams:
+    name: str = "fixture"
+    profile: str = "fixture"
+
+
+def derivation_text(*equations: str) -> str:
+    return " and ".join(equations)
+
+
+def fixture_records(n_items: int = 4, model: str = "fixture-model") -> list[dict]:
+    """Hand-written prediction records: every item in static, VR and EE, the model's outputs
+    partly right, so every measure has something to measure."""
+    records = []
+    for index in range(n_items):
+        v = "xyzw"[index]
+        static = derivation_text(f"f{{({v})}} = {v}^{{2}}", f"\\frac{{d}}{{d {v}}} f{{({v})}} = 2 {v}")
+        renamed = static.replace(v, "a")
+        swapped = derivation_text(f"{v}^{{2}} = f{{({v})}}", f"2 {v} = \\frac{{d}}{{d {v}}} f{{({v})}}")
+        outputs = {"static": static if index % 2 else static.replace("2 ", "3 "),
+                   "VR": renamed.replace("2 ", "4 "), "EE": static}
+        for set_name, reference in (("static", static), ("VR", renamed), ("EE", swapped)):
+            records.append({"id": f"item-{index}", "model": model, "set": set_name, "prompt": "",
+                            "reference": reference, "prediction": outputs[set_name], "srepr_derivation": []})
+    return records
+
+
+def fixture_predictions_run(records: list[dict], name: str = "fixture") -> str:
+    """A complete predictions run, published as ``predict_t5/<name>`` as 04 would publish it."""
+    run = rundir.start_run("predict_t5", FixtureParams(name=name, profile=name))
+    write_jsonl(run.path("predictions.jsonl"), records)
     run.finish(records=len(records))
-    return "predict_t5/fabricated"
+    return f"predict_t5/{name}"
 
 
-def test_score_stage_on_a_fabricated_run_and_reload(isolated_data, flan_results, monkeypatch):
-    monkeypatch.delenv(paper.ENV, raising=False)
-    upstream = fabricate_predictions_run(flan_results)
-    namespace = {"predictions": [upstream], "include_paper_results": True, "n_bootstrap": 50,
-                 "seed": 0, "profile": "tiny"}
-    run = scoring.open_run(namespace)
-    result = scoring.score_stage(run)
-    assert len(result.scores) == 6 * 5
+def test_score_stage_runs_then_loads(isolated_data, monkeypatch):
+    monkeypatch.delenv(released.ENV, raising=False)
+    records = fixture_records()
+    namespace = {"predictions": [fixture_predictions_run(records)], "n_bootstrap": 50, "profile": "tiny"}
+    run = stage.open_run(namespace)
+    result = stage.run(run)
+    assert run.complete and run.dir == run.final
+    assert len(result.scores) == len(records)
     assert set(result.means["metric"]) == set(metrics.PAPER_METRICS + metrics.LATEX_METRICS)
+    assert list(result.means["set"].cat.categories) == list(SETS)
+    expected = scoring.sensitivity_items(records, stage.Params().metrics)
+    pd.testing.assert_frame_equal(result.sensitivity, expected)
+    assert set(result.figures) == {"score_drops"} and result.figures["score_drops"].exists()
     assert (isolated_data / "figures" / "tiny" / "score_drops.png").exists()
-    again = scoring.score_stage(scoring.open_run(namespace))  # complete: loads
+    assert {"params.json", "meta.json", "scores.csv", "means.csv", "sensitivity.csv", "COMPLETE"} <= \
+        {p.name for p in run.dir.iterdir()}
+    assert set(result.sensitivity_means().index.get_level_values("perturbation")) == {"VR", "EE"}
+    assert result.means_wide().shape[1] == 3  # static, VR, EE
+
+    again = stage.run(stage.open_run(namespace))  # complete: loads
     pd.testing.assert_frame_equal(again.scores, result.scores)
+    pd.testing.assert_frame_equal(again.means, result.means)
+    pd.testing.assert_frame_equal(again.sensitivity, result.sensitivity, check_exact=False)
+    assert again.figures == result.figures
 
 
-def test_score_stage_names_a_missing_predictions_run(isolated_data):
-    with pytest.raises(config.ParameterError, match="predict_t5/nowhere"):
-        scoring.open_run({"predictions": ["predict_t5/nowhere"], "profile": "tiny"})
-    with pytest.raises(config.ParameterError, match="n_bootstrp"):
-        scoring.open_run({"predictions": [], "n_bootstrp": 3})
+def test_score_stage_writes_a_chosen_directory(isolated_data, monkeypatch, tmp_path):
+    monkeypatch.delenv(released.ENV, raising=False)
+    namespace = {"predictions": [fixture_predictions_run(fixture_records(2))], "n_bootstrap": 0,
+                 "metrics": ["rouge"], "profile": "tiny"}
+    run = stage.open_run(namespace, out=tmp_path / "scored")
+    result = stage.run(run)
+    assert (tmp_path / "scored" / "COMPLETE").exists() and list(result.means["metric"].unique()) == ["rouge"]
+    assert result.means["ci_low"].isna().all()  # no bootstrap asked for
+    assert not (isolated_data / "data" / "score" / "tiny").exists()  # a chosen directory is not published
+
+
+def test_score_stage_names_bad_parameters(isolated_data):
+    with pytest.raises(ParameterError, match="predict_t5/nowhere"):
+        stage.open_run({"predictions": ["predict_t5/nowhere"], "profile": "tiny"})
+    with pytest.raises(ParameterError, match="n_bootstrp"):
+        stage.open_run({"predictions": [], "n_bootstrp": 3})
+    with pytest.raises(ParameterError, match="'metrics': unknown \\['rogue'\\]"):
+        stage.open_run({"predictions": [], "metrics": ["rogue"]})
+    with pytest.raises(ParameterError, match="nothing to score"):
+        stage.open_run({"predictions": [], "include_paper_results": False})
+
+
+def test_score_stage_with_the_released_outputs(isolated_data, paper_results_dir):
+    namespace = {"predictions": [fixture_predictions_run(fixture_records(2))], "n_bootstrap": 20,
+                 "metrics": list(metrics.PAPER_METRICS), "profile": "tiny"}
+    result = stage.run(stage.open_run(namespace))
+    assert set(result.scores["model"]) == {"fixture-model", "flan-t5-large", "gpt-4"}
+    static_rouge = result.means[(result.means["set"] == "static") & (result.means["metric"] == "rouge")]
+    assert static_rouge.set_index("model").loc["gpt-4", "mean"] == pytest.approx(82.84, abs=0.005)
 
 
 @pytest.mark.slow
-def test_notebook_06_runs_with_tiny_profile(isolated_data, flan_results, paper_results_dir, tmp_path):
-    upstream = fabricate_predictions_run(flan_results)
+def test_notebook_06_runs_with_tiny_profile(isolated_data, tmp_path, monkeypatch):
+    monkeypatch.delenv(released.ENV, raising=False)
+    upstream = fixture_predictions_run(fixture_records())
     out = tmp_path / "06.ipynb"
     env_code = (f"import os; os.environ['DERIVLIB_DATA']={str(isolated_data / 'data')!r}; "
                 f"os.environ['DERIVLIB_FIGURES']={str(isolated_data / 'figures')!r}; "
-                f"os.environ['{paper.ENV}']={str(paper_results_dir)!r}; "
                 "from derivlib.__main__ import main; import sys; "
                 f"sys.exit(main(['notebook', '06_score', '--profile', 'tiny', '--out', {str(out)!r}, "
                 f"'-p', 'predictions=[\"{upstream}\"]']))")
     done = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    import nbformat
     text = json.dumps(nbformat.read(out, 4).cells[-1].outputs)
     assert "image/png" in text
-    means = pd.read_csv(next((isolated_data / "data" / "score").glob("*/means.csv")))
-    assert set(means["model"]) == {"fabricated-t5", "flan-t5-large", "gpt-4"}
+    means = pd.read_csv(isolated_data / "data" / "score" / "tiny" / "means.csv")
+    assert set(means["model"]) == {"fixture-model"}

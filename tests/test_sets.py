@@ -1,5 +1,6 @@
 """Set builder: deduplication, hash split, matched perturbed subsets, no test text in training,
-reproducible files, the authors' combined layout, HF datasets loading, CLI and notebook stage."""
+reproducible files, the authors' combined layout, HF datasets loading; the testsets stage and the
+build-sets command."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,14 @@ import random
 import pytest
 
 from derivlib import __main__ as cli
-from derivlib import config, perturb, prompts, sets
+from derivlib import perturb, prompts, sets
 from derivlib import derivation as D
-from derivlib.paper import PERTURBATIONS, SETS
+from derivlib.base.files import atomic_write_json, read_jsonl, write_jsonl
+from derivlib.base.params import ParameterError, validate
+from derivlib.base.vocabulary import PERTURBATIONS, SET_FILES, SETS
+from derivlib.presentation import display
+from derivlib.readers import runs
+from derivlib.stages import rundir, testsets
 
 import handmade
 
@@ -22,7 +28,7 @@ def _derivations(n_eval=40, n_plain=30):
 
 
 def _build(records, verify=False, **overrides):
-    params = sets.SetsParams(**{**SMALL, "verify": verify, **overrides})
+    params = sets.SetsConfig(**{**SMALL, "verify": verify, **overrides})
     return sets.build_sets(records, params, log=lambda _: None)
 
 
@@ -77,7 +83,7 @@ def test_split_depends_on_content_and_seed_not_on_file_order(tmp_path):
     a, b = _build(records), _build(shuffled)
     sets.write_sets(tmp_path / "a", a)
     sets.write_sets(tmp_path / "b", b)
-    for name in (*sets.FILES, "test_combined"):
+    for name in (*SET_FILES, "test_combined"):
         assert (tmp_path / "a" / f"{name}.jsonl").read_bytes() == (tmp_path / "b" / f"{name}.jsonl").read_bytes()
     other = _build(records, seed=1)
     assert [i["id"] for i in other.items["static"]] != [i["id"] for i in a.items["static"]]
@@ -87,21 +93,21 @@ def test_workers_do_not_change_the_files(tmp_path):
     records = _derivations(30, 10)
     sets.write_sets(tmp_path / "one", _build(records, workers=1))
     sets.write_sets(tmp_path / "two", _build(records, workers=2))
-    for name in sets.FILES:
+    for name in SET_FILES:
         assert (tmp_path / "one" / f"{name}.jsonl").read_bytes() == (tmp_path / "two" / f"{name}.jsonl").read_bytes()
 
 
 def test_files_load_with_hf_datasets_and_combined_has_the_authors_layout(tmp_path):
-    import datasets
+    import datasets  # heavy (pyarrow), needed by this test only
 
     built = _build(_derivations())
     paths = sets.write_sets(tmp_path, built)
-    for name in sets.FILES:
+    for name in SET_FILES:
         ds = datasets.load_dataset("json", data_files=str(paths[name]), split="train",
                                    cache_dir=str(tmp_path / "hf"))
         assert len(ds) == len(built.items[name])
         assert {"id", "prompt", "derivation", "srepr_derivation"} <= set(ds.column_names)
-    combined = config.read_jsonl(paths["combined"])
+    combined = read_jsonl(paths["combined"])
     assert [c["id"] for c in combined] == [i["id"] for i in built.items["static"]]
     first = combined[0]
     for name in SETS:
@@ -115,32 +121,38 @@ def test_files_load_with_hf_datasets_and_combined_has_the_authors_layout(tmp_pat
 
 def test_perturbed_sets_pass_the_verifier():
     built = _build(_derivations(16, 4), verify=True, n_train=4)
-    verify = perturb._verify_default
     for kind in PERTURBATIONS:
         assert built.items[kind]
-        assert all(verify(i["srepr_derivation"]) for i in built.items[kind]), kind
+        assert all(perturb.passes_verifier(i["srepr_derivation"]) for i in built.items[kind]), kind
 
 
 def test_malformed_derivation_line_is_an_error_naming_it(tmp_path):
     path = tmp_path / "derivations.jsonl"
     good = json.dumps(handmade.records(1)[0])
     path.write_text(good + "\n" + good[:40] + "\n")
-    with pytest.raises(ValueError, match=r"derivations.jsonl: line 2: .*not valid JSON|line 2"):
-        sets.read_derivations(path)
+    with pytest.raises(ValueError, match=r"derivations.jsonl: line 2 is not valid JSON"):
+        runs.read_derivations(path)
     path.write_text(good + "\n" + json.dumps({"id": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"line 2: record 'x' has no 'srepr_derivation'"):
-        sets.read_derivations(path)
+    with pytest.raises(ValueError, match=r"derivations.jsonl: line 2: lacks srepr_derivation"):
+        runs.read_derivations(path)
     with pytest.raises(FileNotFoundError):
-        sets.read_derivations(tmp_path / "missing.jsonl")
+        runs.read_derivations(tmp_path / "missing.jsonl")
 
 
 def test_parameters_are_checked():
-    with pytest.raises(config.ParameterError, match="'n_sr'.*exceeds n_static"):
-        sets.SetsParams(n_static=3, n_vr=3, n_ee=3, n_ag=3, n_sr=5).check()
-    with pytest.raises(config.ParameterError, match="intermediate_policy"):
-        config.validate(sets.SetsParams, {"intermediate_policy": "some"})
-    with pytest.raises(config.ParameterError, match="unknown parameter"):
-        config.validate(sets.SetsParams, {"n_statik": 3})
+    with pytest.raises(ParameterError, match="'n_sr'.*exceeds n_static"):
+        sets.SetsConfig(n_static=3, n_vr=3, n_ee=3, n_ag=3, n_sr=5).check()
+    with pytest.raises(ParameterError, match="'n_sr'.*exceeds n_static"):
+        validate(testsets.Params, {"n_static": 3, "n_vr": 3, "n_ee": 3, "n_ag": 3, "n_sr": 5})
+    with pytest.raises(ParameterError, match="intermediate_policy"):
+        validate(testsets.Params, {"intermediate_policy": "some"})
+    with pytest.raises(ParameterError, match="unknown parameter"):
+        validate(testsets.Params, {"n_statik": 3})
+    # the stage's parameters are the builder's, plus where to read and how to label
+    config = validate(testsets.Params, {"seed": 4, "n_train": 9, "workers": 2}).sets_config()
+    assert config == sets.SetsConfig(**{**SMALL, "dev_fraction": 0.05, "n_static": 200, "n_vr": 190,
+                                        "n_ee": 200, "n_ag": 200, "n_sr": 65, "seed": 4, "n_train": 9,
+                                        "workers": 2})
 
 
 def test_random_policy_builds_test_prompts_with_intermediates():
@@ -149,47 +161,77 @@ def test_random_policy_builds_test_prompts_with_intermediates():
     assert any(not item["intermediates"] for item in built.items["train"])
 
 
-def test_cli_build_sets(tmp_path, capsys):
-    derivations = tmp_path / "derivations.jsonl"
-    config.write_jsonl(derivations, _derivations())
-    out = tmp_path / "sets"
+def test_cli_build_sets(isolated_data, capsys):
+    derivations = isolated_data / "derivations.jsonl"
+    write_jsonl(derivations, _derivations())
+    out = isolated_data / "sets"
     args = ["build-sets", "--derivations", str(derivations), "--out", str(out), "--seed", "3",
             "--n-train", "30", "--n-static", "8", "--n-vr", "8", "--n-ee", "8", "--n-ag", "4",
-            "--n-sr", "8", "--no-verify"]
+            "--n-sr", "8", "--verify", "false"]
     assert cli.main(args) == 0
     assert "static.jsonl (8)" in capsys.readouterr().out
-    loaded = sets.load_sets(out)
+    loaded = runs.load_sets(out)
     assert len(loaded["static"]) == 8 and len(loaded["train"]) + len(loaded["dev"]) == 30
-    counts = json.loads((out / "counts.json").read_text())
-    assert counts["params"]["seed"] == 3
+    assert json.loads((out / "params.json").read_text())["seed"] == 3
     # --out is a complete run directory: `train --sets` / `predict --sets` take it as it is
-    assert config.resolve_run_dir(out, "sets") == out
+    assert rundir.resolve_run_dir(out, "sets") == out
+    assert (out / "figures" / "testsets_statistics.png").exists()
     key = json.loads((out / "meta.json").read_text())["key"]
-    assert not (tmp_path / "smoke").exists()  # not published under a profile name beside it
+    assert not (isolated_data / "figures").exists()  # not published under a profile name
     assert cli.main(args + ["--n-sr", "9"]) == 2
     assert "exceeds n_static" in capsys.readouterr().err
-    assert (out / config.COMPLETE).exists()  # a refused call leaves the earlier run as it was
-    config.write_jsonl(derivations, _derivations()[1:])
-    assert cli.main(args) == 0
-    assert json.loads((out / "meta.json").read_text())["key"] != key  # the input file is in the key
+    assert (out / rundir.COMPLETE).exists()  # a refused call leaves the earlier run as it was
+    assert cli.main(args) == 0  # the same command again loads the complete run
+    assert json.loads((out / "meta.json").read_text())["key"] == key
+    write_jsonl(derivations, _derivations()[1:])
+    assert cli.main(args) == 2  # another input, same --out: refused, the run is kept
+    assert "holds a complete testsets run" in capsys.readouterr().err
+    assert cli.main(args[:3] + ["--out", str(out.with_name("sets2"))] + args[5:]) == 0
+    assert json.loads((out.with_name("sets2") / "meta.json").read_text())["key"] != key  # the input is in the key
+
+
+def test_cli_build_sets_refuses_an_out_that_holds_its_input(isolated_data, capsys):
+    directory = isolated_data / "mine"
+    write_jsonl(directory / "derivations.jsonl", _derivations(8, 0))
+    assert cli.main(["build-sets", "--derivations", str(directory / "derivations.jsonl"), "--out", str(directory),
+                     "--n-static", "2", "--n-vr", "2", "--n-ee", "2", "--n-ag", "2", "--n-sr", "2"]) == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert sorted(p.name for p in directory.iterdir()) == ["derivations.jsonl"]
+
+
+def _fake_generate_run(name="fake"):
+    upstream = rundir.data_root() / "generate" / name
+    write_jsonl(upstream / "derivations.jsonl", _derivations())
+    atomic_write_json(upstream / "meta.json", {"key": name})
+    (upstream / rundir.COMPLETE).write_text("done\n")
+    return upstream
 
 
 def test_stage_builds_into_the_run_directory_and_reloads(isolated_data):
-    upstream = config.data_root() / "generate" / "fake"
-    config.write_jsonl(upstream / "derivations.jsonl", _derivations())
-    config.atomic_write_json(upstream / "meta.json", {"key": "fake"})
-    (upstream / config.COMPLETE).write_text("done\n")
+    _fake_generate_run()
     namespace = {**SMALL, "derivations": "generate/fake", "verify": False, "profile": "tiny"}
-    run = sets.open_run(namespace)
-    items = sets.run_stage(run)
-    assert run.complete and (run.dir / "static.jsonl").exists() and (run.dir / "test_combined.jsonl").exists()
-    again = sets.open_run(namespace)
-    assert again.dir == run.dir and again.complete
-    assert sets.run_stage(again) == {k: config.read_jsonl(run.dir / f"{k}.jsonl") for k in sets.FILES}
-    assert {k: len(v) for k, v in items.items()} == {k: len(v) for k, v in sets.run_stage(again).items()}
-    table = sets.statistics(items)
+    run = testsets.open_run(namespace)
+    result = testsets.run(run)
+    assert run.complete and run.dir == run.final
+    assert (run.dir / "static.jsonl").exists() and (run.dir / "test_combined.jsonl").exists()
+    assert result.figures["testsets_statistics"].exists()
+    assert (isolated_data / "figures" / "tiny" / "testsets_statistics.png").exists()  # published
+    assert (rundir.data_root() / "testsets" / "tiny").resolve() == run.dir.resolve()
+    assert result.counts["sizes"]["static"] == 12 and result.counts_table.loc["static", "built"] == 12
+    table = result.statistics
     assert table.loc["static", "items"] == 12 and table.loc["SR", "0 intermediates (%)"] == 100
-    assert "$" in sets.examples_markdown(items)
+    again = testsets.open_run(namespace)
+    assert again.final == run.final and again.complete
+    loaded = testsets.run(again)
+    assert loaded.items == {k: read_jsonl(run.dir / f"{k}.jsonl") for k in SET_FILES}
+    assert {k: len(v) for k, v in result.items.items()} == {k: len(v) for k, v in loaded.items.items()}
+    assert loaded.counts == result.counts and loaded.figures == result.figures
+    assert "$" in display.set_items(loaded.items).data
+
+
+def test_stage_needs_a_complete_upstream_run(isolated_data):
+    with pytest.raises(ParameterError, match="'derivations'.*not a complete run directory"):
+        testsets.open_run({**SMALL, "derivations": "generate/missing"})
 
 
 @pytest.mark.paper_results

@@ -60,21 +60,23 @@ def test_state_is_the_same_incrementally_and_from_scratch(tokenizer):
 
 
 def test_escaped_braces_are_literal():
-    assert syntax._events(r"\{x\}") == ""
-    assert syntax._apply(syntax.START, "{(}") is None
-    assert syntax._apply(syntax.START, "{}=") == ("", 1)
-    assert syntax._apply(("", 1), "=") is None
+    assert syntax.token_events(r"\{x\}") == ""
+    assert syntax.token_events(r"\frac{a}{b} = (c)") == "{}{}=()"
+    assert syntax.apply_events(syntax.START, "{(}") is None
+    assert syntax.apply_events(syntax.START, "{}=") == ("", 1)
+    assert syntax.apply_events(("", 1), "=") is None
 
 
-def prefix_is_valid(text: str) -> bool:
-    """No bracket closed out of order and at most one top-level "=" per equation, even in an
-    output cut by max_new_tokens."""
-    return all(syntax._apply(syntax.START, syntax._events(eq)) is not None for eq in text.split(t5.JOIN))
+def test_valid_prefix_allows_open_brackets_but_not_wrong_closings():
+    assert syntax.valid_prefix(r"f{(x)} = x^{2} and \frac{d}{d x")  # cut by max_new_tokens: still valid
+    assert not syntax.valid_prefix(r"f{(x}) = 1")  # closed out of order
+    assert not syntax.valid_prefix(r"a = b = c and x = 1")  # a second top-level "="
+    assert syntax.valid_prefix(r"a = b and c = d")  # one "=" per equation
 
 
 def test_untrained_model_writes_valid_prefixes_only_with_the_constraint(tokenizer):
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration, set_seed
+    import torch  # why: optional heavy dependency, only for the model below
+    from transformers import T5Config, T5ForConditionalGeneration, set_seed  # why: as above
 
     class ClosingBiased(T5ForConditionalGeneration):
         """An untrained T5 that prefers to close brackets and write "=": what the constraint is for."""
@@ -93,10 +95,10 @@ def test_untrained_model_writes_valid_prefixes_only_with_the_constraint(tokenize
     model.token_bias[token(tokenizer, " =")] = 10.0
     prompts = [f"Given {text}, then obtain x = 1" for text in TEXTS]
     free = t5.generate(model, tokenizer, prompts, max_new_tokens=40)
-    assert not any(map(prefix_is_valid, free)), free  # so the check below can fail
+    assert not any(map(syntax.valid_prefix, free)), free  # so the check below can fail
     for beams in (1, 3):
         constrained = t5.generate(model, tokenizer, prompts, num_beams=beams, max_new_tokens=40, balanced=True)
-        assert all(map(prefix_is_valid, constrained)), constrained
+        assert all(map(syntax.valid_prefix, constrained)), constrained
         assert all("=" in text for text in constrained)  # the model's second choice, once "}" and ")" are ruled out
 
 

@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from derivlib import config
+from derivlib.base.params import validate
 from derivlib.models import t5, tokenization
+from derivlib.readers.runs import load_set
+from test_t5 import make_sets_dir, synthetic_item  # the same synthetic items and sets as the main tests
+
+# The tests below train: passive OpenMP waiting must be chosen before torch loads (see the function)
+t5.prefer_passive_threads()
 
 PLAIN_WORDS = ["given", "then", "derive", "obtain", "and", "eta", "frac", "theta", "mathbf", "d", "x",
                "t", "a", "E", "n", "psi", "phi", "f", "e"]
@@ -19,8 +24,8 @@ PLAIN_WORDS = ["given", "then", "derive", "obtain", "and", "eta", "frac", "theta
 @pytest.fixture(scope="module")
 def pretrained_dir(tmp_path_factory) -> Path:
     """A saved tiny T5 whose SentencePiece vocabulary never saw { } \\ ^ _ ( ) = ,"""
-    import sentencepiece as spm
-    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+    import sentencepiece as spm  # why: optional heavy dependency, only to build the test model
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer  # why: as above, after the thread policy
 
     rng = random.Random(0)
     corpus = [" ".join(rng.choice(PLAIN_WORDS) for _ in range(12)) + f" {rng.randint(0, 9)}"
@@ -42,8 +47,7 @@ def pretrained_dir(tmp_path_factory) -> Path:
 
 
 def test_missing_characters_are_added_and_text_round_trips(pretrained_dir):
-    from test_t5 import synthetic_item  # the same synthetic items as the main tests
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # why: optional heavy dependency, loaded after the thread policy
 
     rng = random.Random(1)
     items = [synthetic_item(rng, i) for i in range(30)]
@@ -62,18 +66,15 @@ def test_missing_characters_are_added_and_text_round_trips(pretrained_dir):
 
 
 def test_pretrained_model_fine_tunes_with_resized_embeddings(pretrained_dir, tmp_path):
-    from test_t5 import make_sets_dir
-
     sets_dir = make_sets_dir(tmp_path, n_train=16, n_dev=2, n_test=2)
-    params = config.validate(t5.TrainParams, {
-        "sets": str(sets_dir), "profile": "test", "model": str(pretrained_dir), "epochs": 1,
-        "batch_size": 8, "max_dev_items": 2, "log_every": 1, "learning_rate": 1e-3,
-        "sub_derivations": False})  # the synthetic items carry no steps to cut
-    run = config.start_run("train_t5", params, upstream={"sets": sets_dir}, root=tmp_path)
-    result = t5.train(run)
+    config = validate(t5.TrainConfig, {
+        "model": str(pretrained_dir), "epochs": 1, "batch_size": 8, "max_dev_items": 2, "log_every": 1,
+        "learning_rate": 1e-3, "sub_derivations": False})  # the synthetic items carry no steps to cut
+    result = t5.train(load_set(sets_dir, "train"), load_set(sets_dir, "dev"), tmp_path / "model-run", config,
+                      log=lambda line: None)
     assert set("{}\\^_") <= set(result.summary["added_characters"])
     assert result.summary["model"] == pretrained_dir.name
-    model, tokenizer = t5.load_model(run.dir)
+    model, tokenizer = t5.load_model(result.model_dir)
     assert model.get_input_embeddings().num_embeddings >= len(tokenizer) > 40
-    text = t5.load_set(sets_dir, "train")[0]["derivation"]
+    text = load_set(sets_dir, "train")[0]["derivation"]
     assert tokenization.round_trips(tokenizer, text)  # the saved tokenizer keeps the additions

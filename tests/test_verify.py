@@ -7,6 +7,7 @@ import pytest
 import sympy as sp
 
 from derivlib import verify
+from derivlib.readers import runs
 
 x, y = sp.symbols("x y")
 f = sp.Function("f")
@@ -67,7 +68,9 @@ def test_expression_exchange_premise_accepted():
 
 @pytest.mark.parametrize("fixture", ["flan_results", "gpt4_results"])
 def test_released_derivations_pass_and_defects_are_named(fixture, request):
-    report = verify.verify_file(request.getfixturevalue(fixture))
+    path = request.getfixturevalue(fixture)
+    report = verify.verify_derivations(runs.iter_steps(path), str(path))
+    assert report.source == str(path)
     assert report.n_steps == 2940  # 500 derivations: static + VR, EE, AG, SR
     assert report.pass_rate >= 0.995
     failing = {(i, key, r.step) for i, key, r in report.failures}
@@ -86,6 +89,22 @@ def test_cli_exit_status(tmp_path, flan_results):
     bad.write_text(json.dumps({"id": "b", "srepr_derivation": bad_steps}) + "\n")
     done = subprocess.run([sys.executable, "-m", "derivlib", "verify", str(bad)], capture_output=True, text=True)
     assert done.returncode == 1 and "FAIL b [srepr_derivation] step 3" in done.stdout
+    run_dir = tmp_path / "run"  # a generate run directory holds derivations.jsonl
+    run_dir.mkdir()
+    (run_dir / "derivations.jsonl").write_text(bad.read_text())
+    done = subprocess.run([sys.executable, "-m", "derivlib", "verify", str(run_dir)], capture_output=True, text=True)
+    assert done.returncode == 1 and "FAIL b [srepr_derivation] step 3" in done.stdout
     done = subprocess.run([sys.executable, "-m", "derivlib", "verify", str(tmp_path / "missing.jsonl")],
                           capture_output=True, text=True)
     assert done.returncode == 2 and "missing.jsonl" in done.stderr
+
+
+def test_report_of_many_derivations_survives_json():
+    bad = [list(s) for s in GOOD]
+    bad[3] = [["add", 3, S(x)], bad[3][1]]
+    report = verify.verify_derivations([("a", "srepr_derivation", GOOD), ("b", "VR srepr_derivation", bad)], "two")
+    assert report.n_steps == 2 * len(GOOD)
+    assert [(i, key, r.step) for i, key, r in report.failures] == [("b", "VR srepr_derivation", 4)]
+    assert report.summary().startswith("two: 2 derivations, 14 steps, 13 ok, 1 failed")
+    again = verify.FileReport.from_json(json.loads(json.dumps(report.to_json())))
+    assert again == report and again.summary() == report.summary()

@@ -1,46 +1,31 @@
-"""``python -m derivlib build-sets --derivations FILE --out DIR --seed S [sizes]``"""
+"""``python -m derivlib build-sets --derivations PATH --out DIR [--seed S] [sizes]``: notebook
+02_testsets as a command. PATH is a run directory of ``generate`` / 01_generate, a derivations
+JSONL, or an authors' results file (its static derivations); ``--out`` becomes a complete sets run
+directory that ``train --sets``, ``predict --sets`` and ``prompt --sets`` take as it is."""
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from . import options
+from ..stages import testsets as stage
 
-from .. import config, sets
+HELPS = {
+    "derivations": "run directory of generate / 01_generate, a derivations JSONL, or an authors' results file",
+    "n_train": "train + dev pairs (at most); the paper used 15300 (static 3100, VR 2900, EE 3100, AG 3100, SR 1000)",
+    "dev_fraction": "share of n_train kept as dev",
+    "intermediate_policy": "evaluate (the authors' rule) or random",
+    "verify": "keep only perturbed derivations that pass the replay verifier",
+    "workers": "processes for the perturbations; the files do not depend on it",
+}
 
 
 def add_arguments(p):
-    defaults = sets.SetsParams()
-    p.add_argument("--derivations", required=True, type=Path,
-                   help="derivations JSONL (01_generate's derivations.jsonl) or a run directory holding it")
-    p.add_argument("--out", required=True, type=Path, help="sets directory to write (created if missing)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the split hash and of VR/AG draws")
-    for name in ("n_train", "n_static", "n_vr", "n_ee", "n_ag", "n_sr"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=sets.PAPER_SIZES[name],
-                       help=f"size of {name[2:]} (default {sets.PAPER_SIZES[name]}, the paper's)")
-    p.add_argument("--dev-fraction", type=float, default=defaults.dev_fraction,
-                   help=f"share of n_train kept as dev (default {defaults.dev_fraction})")
-    p.add_argument("--intermediate-policy", default=defaults.intermediate_policy,
-                   help="evaluate (authors' rule, default) or random")
-    p.add_argument("--workers", type=int, default=1, help="processes for the perturbations (joblib)")
-    p.add_argument("--no-verify", action="store_true", help="do not replay perturbed derivations")
+    options.add_params_arguments(p, stage.Params, required=("derivations",), helps=HELPS)
+    options.add_out_argument(p, "train, dev, static, VR, EE, AG, SR and test_combined .jsonl")
 
 
 def run(args) -> int:
-    params = config.validate(sets.SetsParams, {
-        "derivations": str(args.derivations), "seed": args.seed, "n_train": args.n_train,
-        "dev_fraction": args.dev_fraction, "n_static": args.n_static, "n_vr": args.n_vr,
-        "n_ee": args.n_ee, "n_ag": args.n_ag, "n_sr": args.n_sr,
-        "intermediate_policy": args.intermediate_policy, "verify": not args.no_verify,
-        "workers": args.workers})
-    config.check_writable(args.out / "static.jsonl", "out")
-    derivations = sets.read_derivations(args.derivations)
-    source = args.derivations / "derivations.jsonl" if args.derivations.is_dir() else args.derivations
-    # --out becomes a complete run directory, so `train --sets` and `predict --sets` take it
-    run = config.start_run_at(args.out, sets.STAGE, params,
-                              inputs={"derivations": config.file_digest(source)})
-    built = sets.build_sets(derivations, params)
-    paths = sets.write_sets(args.out, built)
-    config.atomic_write_json(args.out / "counts.json", {"params": dataclasses.asdict(params), **built.counts})
-    run.finish(**built.counts)
-    print(f"wrote {', '.join(f'{p.name} ({len(built.items[n])})' for n, p in paths.items() if n in built.items)} "
-          f"and {paths['combined'].name} to {args.out}")
+    # A command's run is never published under a profile name.
+    run_ = stage.open_run({**options.values(args, stage.Params), "profile": ""}, out=args.out)
+    result = stage.run(run_)
+    built = ", ".join(f"{name}.jsonl ({len(items)})" for name, items in result.items.items())
+    print(f"wrote {built} and test_combined.jsonl to {run_.dir}")
     return 0

@@ -1,47 +1,50 @@
-"""``python -m derivlib generate --n N --seed S --workers W --out FILE``."""
+"""``python -m derivlib generate --n N --seed S --workers W [--out DIR]``: a generate run directory
+holding ``derivations.jsonl`` (with the rejections, statistics, figures and the verifier's
+report), usable as the ``--derivations`` of ``build-sets``."""
 from __future__ import annotations
 
-import json
+import argparse
 import time
 from pathlib import Path
 
-from .. import generate
+from ..base.files import check_writable
+from ..stages import generate as stage
+from . import options
+
+HELPS = {
+    "seed": "stream seed: derivation i is drawn from (seed, i)",
+    "workers": "worker processes; never changes the output",
+    "arity_weights": 'weights of arities 0, 1, 2, e.g. \'{"0": 5, "1": 50, "2": 100}\' (the authors\')',
+    "operator_weights": "weights of named operators, e.g. '{\"expand\": 0}'; the others keep the authors' values",
+    "recency": "p of the cubic recency weight 1 + (p-i-1)^3 of the i-th most recent equation",
+    "length_mean": "mean of the target length L in equations, L ~ round(Normal(mean, std))",
+    "length_std": "standard deviation of L",
+    "min_length": "L is redrawn until min_length <= L <= max_length",
+    "max_length": "largest L",
+    "max_rejections": "rejected proposals that abandon a derivation",
+    "max_latex_length": "steps whose LaTeX has at least this many characters are rejected",
+}
 
 
 def add_arguments(p):
-    p.add_argument("--n", type=int, required=True, help="number of derivations")
-    p.add_argument("--seed", type=int, default=0, help="stream seed (default 0)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--out", type=Path, required=True, help="output JSONL file")
-    p.add_argument("--arity-weights", type=json.loads, default=None, metavar="JSON",
-                   help='e.g. \'{"0": 5, "1": 50, "2": 100}\' (the authors\' values)')
-    p.add_argument("--operator-weights", type=json.loads, default=None, metavar="JSON",
-                   help='weights of named operators, e.g. \'{"expand": 0}\'; others keep the authors\' values')
-    defaults = generate.GeneratorConfig()
-    for name, kind, meaning in LENGTH_OPTIONS:
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                       help=f"{meaning} (default {getattr(defaults, name)}, the authors')")
-
-
-LENGTH_OPTIONS = (
-    ("length_mean", float, "mean of the target length L in equations, L ~ round(Normal(mean, std))"),
-    ("length_std", float, "standard deviation of L"),
-    ("min_length", int, "L is redrawn until min_length <= L <= max_length"),
-    ("max_length", int, "largest L"),
-    ("max_latex_length", int, "steps whose LaTeX has at least this many characters are rejected"),
-)
+    p.add_argument("--n-derivations", "--n", dest="n_derivations", type=int, required=True,
+                   metavar="N", default=argparse.SUPPRESS, help="number of derivations (required)")
+    options.add_params_arguments(p, stage.Params, skip=options.NOT_OPTIONS + ("n_derivations",), helps=HELPS)
+    options.add_out_argument(p, "derivations.jsonl, rejections.json, statistics, figures, verification")
 
 
 def run(args) -> int:
-    values = {}
-    if args.arity_weights is not None:
-        values["arity_weights"] = {str(k): v for k, v in args.arity_weights.items()}
-    if args.operator_weights is not None:
-        values["operator_weights"] = {**generate.GeneratorConfig().operator_weights, **args.operator_weights}
-    values.update({name: getattr(args, name) for name, _, _ in LENGTH_OPTIONS})
-    config = generate.make_config(**values)
-    start, cpu = time.time(), time.process_time()
-    count, rejections = generate.write_derivations(args.out, args.n, args.seed, args.workers, config)
-    print(f"wrote {count} derivations to {args.out} in {time.time() - start:.1f} s")
-    print("rejected proposals: " + ", ".join(f"{k} {v}" for k, v in rejections.items()))
+    values = options.values(args, stage.Params)
+    if "operator_weights" in values:  # a partial mapping: the operators it does not name keep their weights
+        values["operator_weights"] = {**stage.Params().operator_weights, **values["operator_weights"]}
+    if args.out is not None:
+        check_writable(Path(args.out) / "derivations.jsonl", "out")  # before any work
+    start = time.time()
+    run_ = stage.open_run(values, out=args.out)
+    result = stage.run(run_)
+    print(f"wrote {len(result.records)} derivations to {run_.path('derivations.jsonl')} and verified "
+          f"every step, in {time.time() - start:.1f} s")
+    print("rejected proposals: " + ", ".join(f"{k} {v}" for k, v in result.rejections.items()))
+    print(result.verification.summary())
+    print(f"run directory: {run_.dir}")
     return 0

@@ -1,29 +1,31 @@
-"""``python -m derivlib perturb --kind VR --in static.jsonl --out VR.jsonl``"""
+"""``python -m derivlib perturb --kind K --in FILE [--out DIR]``: one perturbation (VR, EE, AG, SR)
+of a file of static items. ``--out`` becomes a complete run directory holding ``<K>.jsonl`` (the
+perturbed items, same ids as their static items), keyed by the parameters and the input file's
+digest; it may not hold the input file."""
 from __future__ import annotations
 
-from pathlib import Path
+from . import options
+from .. import perturb
+from ..stages import testsets as stage
 
-from .. import config, perturb
+HELPS = {
+    "kind": f"perturbation: {', '.join(perturb.KINDS)}",
+    "seed": "seed of the VR renamings and the AG steps",
+    "verify": "keep only perturbed derivations that pass the replay verifier",
+}
 
 
 def add_arguments(p):
-    p.add_argument("--kind", required=True, help=f"perturbation: {', '.join(perturb.KINDS)}")
-    p.add_argument("--in", dest="input", required=True, type=Path,
+    options.add_params_arguments(p, stage.PerturbParams, required=("kind",), skip=("input",), helps=HELPS)
+    p.add_argument("--in", dest="input", required=True,
                    help="static items: JSONL with prompt, derivation, srepr_derivation (e.g. a sets "
-                        "directory's static.jsonl), or an authors' results JSON")
-    p.add_argument("--out", required=True, type=Path, help="perturbed items (JSONL), same ids as the input")
-    p.add_argument("--seed", type=int, default=0, help="seed of VR renamings and AG steps (default 0)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="keep perturbed derivations without replaying them through the verifier")
+                        "directory's static.jsonl; items without a prompt get the authors' rule's), "
+                        "or an authors' results JSON")
+    options.add_out_argument(p, "<K>.jsonl")
 
 
 def run(args) -> int:
-    perturb.check_kind(args.kind)
-    config.check_writable(args.out, "out")
-    items = perturb.read_items(args.input)
-    options = {"verify": None} if args.no_verify else {}
-    out, skipped = perturb.perturb_records(items, args.kind, args.seed, **options)
-    config.write_jsonl(args.out, out)
-    summary = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())) or "none"
-    print(f"{args.kind}: wrote {len(out)} of {len(items)} items to {args.out}; skipped: {summary}")
+    result = stage.perturb_file(options.values(args, stage.PerturbParams), out=args.out)
+    summary = ", ".join(f"{n} {reason}" for reason, n in result.skipped.items()) or "none"
+    print(f"{args.kind}: wrote {len(result.items)} of {result.read} items to {result.path}; skipped: {summary}")
     return 0

@@ -1,20 +1,24 @@
 """``python -m derivlib predict``: decode every test set with a trained model (stage predict_t5),
-writing ``predictions.jsonl`` with the model's outputs and the copy-the-prompt baseline's."""
+writing ``predictions.jsonl`` with the model's outputs and the copy-the-prompt baseline's.
+
+Options are notebook 04_predict_t5's parameters; ``--model`` is a train_t5 run directory and
+``--out`` a complete predict_t5 run directory, usable as ``score --results``.
+"""
 from __future__ import annotations
 
-from .. import config
-from ..models import t5
-from .train import add_dataclass_arguments, values_from_args
+from ..stages import predict_t5 as stage
+from . import options
 
 
 def add_arguments(p):
-    add_dataclass_arguments(p, t5.PredictParams, required=("model", "sets"))
+    options.add_params_arguments(p, stage.Params, required=("model", "sets"))
+    options.add_out_argument(p, "predictions.jsonl and the summary table")
 
 
 def run(args) -> int:
-    params = config.validate(t5.PredictParams, values_from_args(args, t5.PredictParams))
-    run_ = t5.start_predict_run(params)
-    predictions = t5.predict(run_)
-    print(t5.summary_table(predictions).to_string(index=False))
+    run_ = stage.open_run(options.values(args, stage.Params), out=args.out)
+    result = stage.run(run_)
+    print(result.summary.to_string(index=False))
     print(f"predictions: {run_.path('predictions.jsonl')}")
+    print(f"run directory: {run_.dir}")
     return 0

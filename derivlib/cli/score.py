@@ -1,16 +1,14 @@
-"""``python -m derivlib score --results FILE``: mean scores per model x test set x metric."""
+"""``python -m derivlib score --results PATH``: mean scores per model x test set x metric."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from .. import metrics, paper, scoring
+from .. import metrics, scoring
+from .results import add_results_arguments, read_results
 
 
 def add_arguments(p):
-    p.add_argument("--results", type=Path, required=True, action="append",
-                   help="an authors' results JSON, a derivlib predictions.jsonl, or a run directory "
-                        "holding one (repeatable)")
+    add_results_arguments(p)
     p.add_argument("--format", choices=("table", "csv"), default="table",
                    help="csv: exactly the columns model,set,metric,mean (mean over items x100)")
     p.add_argument("--latex", action="store_true",
@@ -20,9 +18,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    records = []
-    for path in args.results:
-        records += paper.load_predictions(path)
+    records = read_results(args)
     if args.format == "csv":
         scores = scoring.score_records(records, metrics.PAPER_METRICS)
         scoring.csv_rows(scores, metrics.PAPER_METRICS).to_csv(

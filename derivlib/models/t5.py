@@ -1,11 +1,15 @@
-"""Fine-tuning T5-family models on derivations (stage ``train_t5``) and decoding (``predict_t5``).
+"""T5-family models on derivations: building, encoding, training, decoding, well-formedness.
 
 Training is transformers' ``Seq2SeqTrainer``: labels are the target's token ids ending in
 ``</s>``, and the model shifts them right itself (the authors shifted once more, so their model
 never learned the first token, PAPER.md §4); batches are padded dynamically
 (``DataCollatorForSeq2Seq``) and grouped by length; dev ROUGE-2 (``derivlib.metrics``) picks the
-best checkpoint; an interrupted run resumes from its last checkpoint. The same code runs on CPU
-and on a CUDA GPU (bf16 where the GPU supports it).
+best checkpoint; an interrupted training resumes from the last checkpoint in its directory. The
+same code runs on CPU and on a CUDA GPU (bf16 where the hardware computes in bf16).
+
+Nothing here knows about run directories: :func:`train` writes into any directory it is given,
+and :func:`predictions` decodes items into prediction records. The stages ``train_t5`` and
+``predict_t5`` (:mod:`derivlib.stages`) wrap them into notebook runs.
 """
 from __future__ import annotations
 
@@ -15,68 +19,80 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Callable, Iterable, Sequence
 
-from .. import augment, baseline, config
-from ..config import ParameterError
-from ..derivation import JOIN, split_equations
+import numpy as np
+import pandas as pd
+
+from .. import augment, latex, metrics
+from ..base.files import atomic_write_json
+from ..base.params import ParameterError
+from ..base.vocabulary import JOIN
 from . import tokenization
-
-# OpenMP threads that spin while waiting ran training 6-10x slower on a 2-core machine shared with
-# other processes (20 steps: 112 s spinning, 17 s passive, same losses); passive waiting must be
-# chosen before torch loads its OpenMP runtime, hence at import. An explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .syntax import BalancedBrackets
 
 SCRATCH = "scratch"
-SET_FILES = ("train", "dev", "static", "VR", "EE", "AG", "SR")
-TEST_SETS = ("static", "VR", "EE", "AG", "SR")
-REQUIRED_FIELDS = ("id", "prompt", "derivation")
 #: "auto": bf16 mixed precision where the hardware computes in bf16 (a CUDA GPU that supports
 #: it, or a CPU with AVX-512 BF16/AMX, where it measured 1.4x faster training), else fp32.
 PRECISIONS = ("auto", "bf16", "fp32")
 #: Opt-in to hub downloads; by default a hub id must already be in the local cache.
 DOWNLOAD_ENV = "DERIVLIB_HUB_DOWNLOAD"
+#: What a saved model directory needs besides the weights for :func:`load_model` to read it.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+#: T5's only position information: one bias table per stack, (buckets x heads), added to the
+#: self-attention logits.
+POSITION_BIAS = "relative_attention_bias"
 
 
-# ----------------------------------------------------------------------------------- parameters
+def prefer_passive_threads() -> None:
+    """Let torch's OpenMP threads wait passively; call it before torch is first imported.
+
+    OpenMP threads that spin while waiting ran training 6-10x slower on a 2-core machine shared
+    with other processes (20 steps: 112 s spinning, 17 s passive, same losses). The policy is
+    read once, when torch loads its OpenMP runtime, so setting it later has no effect. An
+    explicit setting wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+# ----------------------------------------------------------------------------------- configuration
 
 @dataclasses.dataclass(frozen=True)
-class TrainParams:
-    sets: str = "testsets/smoke"
-    profile: str = "smoke"
-    model: str = SCRATCH
-    vocab_size: int = 1000
-    d_model: int = 128
-    d_ff: int = 512
-    num_layers: int = 2
-    num_heads: int = 8
-    dropout: float = 0.0
-    epochs: int = 2
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    position_bias_learning_rate: float = 0.1
-    optimizer: str = "adamw_torch"
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.05
-    max_length: int = 1024
-    max_train_items: int = 0
-    sub_derivations: bool = True
-    max_dev_items: int = 20
-    eval_num_beams: int = 1
-    eval_repetition_penalty: float = 1.0
-    checkpoint_every: int = 0
-    length_grouping: bool = True
-    precision: str = "auto"
-    log_every: int = 20
-    seed: int = 42
-    workers: int = 2
+class TrainConfig:
+    """What :func:`train` does with the items it is given: model, optimisation, dev selection."""
+
+    model: str = SCRATCH  # "scratch": a small T5 built from the sizes below; else a T5/FLAN-T5 hub id or local directory (paper: google/flan-t5-large)
+    vocab_size: int = 1000  # BPE vocabulary of the from-scratch tokenizer (ignored for pretrained models)
+    d_model: int = 128  # from-scratch model width (t5-small: 512)
+    d_ff: int = 512  # from-scratch feed-forward width (t5-small: 2048)
+    num_layers: int = 2  # from-scratch encoder and decoder layers each (t5-small: 6)
+    num_heads: int = 8  # from-scratch attention heads (t5-small: 8)
+    dropout: float = 0.0  # from-scratch dropout rate (t5-small: 0.1; 0 trains 1.5x faster on a CPU, and 2 epochs do not overfit)
+    epochs: int = 2  # training epochs (paper: 25)
+    batch_size: int = 16  # training batch size (paper: 4)
+    learning_rate: float = 1e-3  # peak learning rate (paper: 5e-5; 3e-3 learnt to copy more slowly here)
+    position_bias_learning_rate: float = 0.1  # learning rate of T5's position-bias tables, from-scratch models only (0: learning_rate); 1e-3 left them too slow to learn copying
+    optimizer: str = "adamw_torch"  # transformers optimizer name (paper: adafactor)
+    lr_scheduler: str = "linear"  # transformers schedule name (paper: constant)
+    warmup_ratio: float = 0.05  # share of steps spent warming up the learning rate (paper: 0)
+    max_length: int = 1024  # longest prompt or target in tokens; longer items are dropped and counted (paper: 512 pretrained-T5 tokens)
+    max_train_items: int = 0  # first N training items; 0 for all
+    sub_derivations: bool = True  # also train on every sub-derivation of each training derivation (derivlib.augment; about 5x the pairs; paper: false)
+    max_dev_items: int = 20  # dev items decoded after each epoch for ROUGE-2; 0 for all (paper: all)
+    eval_num_beams: int = 1  # beams when decoding dev, 1 for greedy (cheap on a CPU); paper: 2
+    eval_repetition_penalty: float = 1.0  # repetition penalty when decoding dev, 1.0 for none; paper: 2.5
+    checkpoint_every: int = 0  # steps between checkpoints and dev evaluations; 0 for once per epoch (paper)
+    length_grouping: bool = True  # group batches by length (fewer padding tokens; the authors padded to 512)
+    precision: str = "auto"  # "auto" (bf16 where the GPU or CPU computes in bf16, else fp32), "bf16" or "fp32"
+    log_every: int = 20  # steps between progress lines (loss, tokens per second)
+    seed: int = 42  # weights, batch order and dropout (paper: 42)
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise ParameterError(f"parameter 'precision' must be one of {', '.join(PRECISIONS)}, "
                                  f"got {self.precision!r}")
         positive = ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "epochs",
-                    "batch_size", "max_length", "eval_num_beams", "log_every", "workers")
+                    "batch_size", "max_length", "eval_num_beams", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ParameterError(f"parameter {name!r} must be >= 1, got {getattr(self, name)}")
@@ -97,50 +113,34 @@ class TrainParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictParams:
-    model: str = "train_t5/smoke"
-    sets: str = "testsets/smoke"
-    profile: str = "smoke"
-    num_beams: int = 1
-    repetition_penalty: float = 1.0
-    max_new_tokens: int = 704
-    batch_size: int = 32
-    max_items: int = 0
-    balanced_decoding: bool = False
-    workers: int = 2
+class DecodeConfig:
+    """How :func:`predictions` decodes."""
+
+    num_beams: int = 1  # 1: greedy, as the paper's test decoding; more: beam search
+    repetition_penalty: float = 1.0  # 1.0: none (the paper used 2.5 only when decoding dev)
+    max_new_tokens: int = 704  # longest output in tokens (paper: 512; the longest reference at the paper's derivation lengths was 675)
+    batch_size: int = 32  # prompts decoded together
+    balanced_decoding: bool = False  # True: the decoder may only write balanced brackets and one top-level equals sign per equation (not in the paper)
 
     def check(self) -> None:
-        for name in ("num_beams", "max_new_tokens", "batch_size", "workers"):
+        for name in ("num_beams", "max_new_tokens", "batch_size"):
             if getattr(self, name) < 1:
                 raise ParameterError(f"parameter {name!r} must be >= 1, got {getattr(self, name)}")
-        if self.max_items < 0:
-            raise ParameterError("parameter 'max_items' must be >= 0 (0 = every item)")
         if self.repetition_penalty <= 0:
             raise ParameterError("parameter 'repetition_penalty' must be > 0")
 
 
-# ----------------------------------------------------------------------------------- data
+def config_of(cls: type, params):
+    """The ``cls`` part (:class:`TrainConfig` or :class:`DecodeConfig`) of a stage's parameters,
+    which extend it with fields of their own."""
+    return cls(**{f.name: getattr(params, f.name) for f in dataclasses.fields(cls)})
 
-def load_set(sets_dir: Path | str, name: str, required: tuple[str, ...] = REQUIRED_FIELDS) -> list[dict]:
-    """The items of ``<sets_dir>/<name>.jsonl``; a missing file or field is an error naming it."""
-    path = Path(sets_dir) / f"{name}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist (a sets directory holds {', '.join(SET_FILES)} .jsonl)")
-    items = config.read_jsonl(path)
-    if not items:
-        raise ValueError(f"{path} holds no items")
-    for number, item in enumerate(items, 1):
-        absent = [f for f in required if not isinstance(item.get(f), str) or not item.get(f)]
-        if absent:
-            raise ValueError(f"{path}: item {number} (id {item.get('id', '?')!r}) lacks field(s) "
-                             f"{', '.join(absent)} (required: {', '.join(required)})")
-    return items
 
+# ----------------------------------------------------------------------------------- environment
 
 def set_cpu_threads(workers: int) -> None:
-    """Torch's CPU threads. ``workers`` is not part of the run key: the outputs do not depend on it
-    (same losses with 1 or 2 threads)."""
-    import torch
+    """Torch's CPU threads. Outputs do not depend on them (same losses with 1 or 2 threads)."""
+    import torch  # optional heavy dependency: only training and decoding need it
 
     torch.set_num_threads(workers)
 
@@ -154,7 +154,7 @@ def check_model_source(model: str) -> None:
     hub id in the local cache (downloads happen only with DERIVLIB_HUB_DOWNLOAD=1)."""
     if model == SCRATCH:
         return
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # optional heavy dependency (imports torch)
 
     try:
         AutoConfig.from_pretrained(model, local_files_only=not _allow_download())
@@ -171,60 +171,92 @@ def model_label(model: str) -> str:
     return "t5-scratch" if model == SCRATCH else Path(model.rstrip("/")).name
 
 
-# ----------------------------------------------------------------------------------- runs
-
-def open_train_run(namespace: Mapping[str, Any]) -> config.Run:
-    """Validate 03_train_t5's parameters and open its run directory (upstream: the sets)."""
-    params = config.from_namespace(TrainParams, namespace)
-    return start_train_run(params)
+def prediction_label(trained_label: str, balanced: bool) -> str:
+    """The ``model`` field of a trained model's predictions; balanced decoding gets a row of its
+    own beside the same model's free outputs in 06 and 07."""
+    return trained_label + "+balanced" if balanced else trained_label
 
 
-def start_train_run(params: TrainParams) -> config.Run:
-    sets_dir = config.resolve_run_dir(params.sets, "sets")
-    return config.start_run("train_t5", params, upstream={"sets": sets_dir})
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU computes in bf16 (oneDNN's check: AVX-512 BF16 or AMX)."""
+    import torch  # optional heavy dependency
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def open_predict_run(namespace: Mapping[str, Any]) -> config.Run:
-    """Validate 04_predict_t5's parameters and open its run directory (upstream: model, sets)."""
-    params = config.from_namespace(PredictParams, namespace)
-    return start_predict_run(params)
+def use_bf16(precision: str) -> bool:
+    """Whether to train in bf16 mixed precision (see :data:`PRECISIONS`)."""
+    import torch  # optional heavy dependency
+
+    if precision != "auto":
+        return precision == "bf16"
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_computes_bf16()
 
 
-def start_predict_run(params: PredictParams) -> config.Run:
-    model_dir = config.resolve_run_dir(params.model, "model")
-    sets_dir = config.resolve_run_dir(params.sets, "sets")
-    return config.start_run("predict_t5", params, upstream={"model": model_dir, "sets": sets_dir})
+def _cuda() -> bool:
+    import torch  # optional heavy dependency
+
+    return torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------------- model
 
-def build_model_and_tokenizer(params: TrainParams, texts: list[str]):
+def build_model_and_tokenizer(config: TrainConfig, texts: list[str]):
     """A from-scratch T5 with a LaTeX tokenizer trained on ``texts``, or a pretrained T5 whose
-    vocabulary is extended with the characters of ``texts`` it cannot encode."""
-    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration, set_seed
+    vocabulary is extended with the characters of ``texts`` it cannot encode. Returns (model,
+    tokenizer, added characters)."""
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration, set_seed  # optional heavy dependency
 
-    set_seed(params.seed)  # the initial weights of a fresh model come from torch's global generator
-    if params.model == SCRATCH:
-        tokenizer = tokenization.train_latex_tokenizer(texts, params.vocab_size)
+    set_seed(config.seed)  # the initial weights of a fresh model come from torch's global generator
+    if config.model == SCRATCH:
+        tokenizer = tokenization.train_latex_tokenizer(texts, config.vocab_size)
         model_config = T5Config(
-            vocab_size=len(tokenizer), d_model=params.d_model, d_ff=params.d_ff,
-            d_kv=params.d_model // params.num_heads, num_layers=params.num_layers,
-            num_decoder_layers=params.num_layers, num_heads=params.num_heads,
-            feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=params.dropout,
+            vocab_size=len(tokenizer), d_model=config.d_model, d_ff=config.d_ff,
+            d_kv=config.d_model // config.num_heads, num_layers=config.num_layers,
+            num_decoder_layers=config.num_layers, num_heads=config.num_heads,
+            feed_forward_proj="gated-gelu", tie_word_embeddings=True, dropout_rate=config.dropout,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=tokenizer.pad_token_id)
         return T5ForConditionalGeneration(model_config), tokenizer, []
     local_only = not _allow_download()
-    tokenizer = AutoTokenizer.from_pretrained(params.model, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(config.model, local_files_only=local_only)
     tokenizer, added = tokenization.add_missing_characters(tokenizer, texts)
-    model = T5ForConditionalGeneration.from_pretrained(params.model, local_files_only=local_only)
+    model = T5ForConditionalGeneration.from_pretrained(config.model, local_files_only=local_only)
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tokenizer))
     return model, tokenizer, added
 
 
-def _encode(tokenizer, items: list[dict], max_length: int):
-    """Tokenized items (input_ids, labels, length) and how many exceeded ``max_length``."""
+def check_model_dir(model_dir: Path | str) -> Path:
+    """``model_dir`` if it holds a saved model with its tokenizer, else an error naming what is
+    missing (without the tokenizer files, transformers would quietly build an empty tokenizer)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir} does not exist: not a saved model directory "
+                                "(a train_t5 run keeps its model in model/)")
+    missing = [name for name in TOKENIZER_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{model_dir}: tokenizer file(s) missing: {', '.join(missing)} "
+                                "(a saved model directory holds the tokenizer it was trained with)")
+    return model_dir
+
+
+def load_model(model_dir: Path | str, device: str | None = None):
+    """The model and tokenizer saved in ``model_dir`` (a train_t5 run's ``model/``), in eval mode."""
+    import torch  # optional heavy dependency
+    from transformers import AutoTokenizer, T5ForConditionalGeneration  # optional heavy dependency
+
+    model_dir = check_model_dir(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = T5ForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device).eval(), tokenizer
+
+
+def encode(tokenizer, items: Sequence[dict], max_length: int) -> tuple[list[dict], int]:
+    """Tokenized items (id, input_ids, labels, length) and how many exceeded ``max_length``."""
     sources = tokenizer([it["prompt"] for it in items])["input_ids"]
     targets = tokenizer(text_target=[it["derivation"] for it in items])["input_ids"]
     rows, too_long = [], 0
@@ -238,7 +270,7 @@ def _encode(tokenizer, items: list[dict], max_length: int):
 
 
 def _generation_config(tokenizer, num_beams: int, repetition_penalty: float, max_new_tokens: int):
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig  # optional heavy dependency
 
     # max_length counts the decoder start token; max_new_tokens would clash with the default max_length
     return GenerationConfig(num_beams=num_beams, repetition_penalty=repetition_penalty,
@@ -247,13 +279,17 @@ def _generation_config(tokenizer, num_beams: int, repetition_penalty: float, max
                             decoder_start_token_id=tokenizer.pad_token_id)
 
 
+def rouge2(predictions: list[str], references: list[str]) -> list[float]:
+    """Per-pair ROUGE-2 F-measure, paper-exact (``derivlib.metrics``)."""
+    return [float(x) for x in metrics.score_pairs(predictions, references, metrics=("rouge",))["rouge"]]
+
+
 def dev_rouge2_metric(tokenizer):
     """The Trainer's ``compute_metrics``: mean ROUGE-2 of the generated dev outputs against their
     own labels, decoded. The references come with each prediction rather than from the dev
     file's order because the Trainer reorders evaluation batches by length when training
     batches are length-grouped (transformers 5); matching by position scored every output
     against another item's reference, and picked checkpoints on noise."""
-    import numpy as np
 
     def decode(ids):
         return tokenizer.batch_decode(np.where(ids < 0, tokenizer.pad_token_id, ids), skip_special_tokens=True)
@@ -265,33 +301,25 @@ def dev_rouge2_metric(tokenizer):
     return compute_metrics
 
 
-def rouge2(predictions: list[str], references: list[str]) -> list[float]:
-    """Per-pair ROUGE-2 F-measure, paper-exact (``derivlib.metrics``)."""
-    from .. import metrics
+# ----------------------------------------------------------------------------------- training
 
-    return [float(x) for x in metrics.score_pairs(predictions, references, metrics=("rouge",))["rouge"]]
+def progress_callback(log: Callable[[str], None]):
+    """A ``TrainerCallback`` writing one line per logging step through ``log``: loss and tokens/s.
 
+    Tokens are real (non-padding) input and target tokens, counted by the Trainer
+    (``include_num_input_tokens_seen``); padding is work, not progress.
+    """
+    from transformers import TrainerCallback  # optional heavy dependency
 
-# ----------------------------------------------------------------------------------- progress
-
-def _progress_callback(run: config.Run):
-    from transformers import TrainerCallback
-
-    class RunLogCallback(TrainerCallback):
-        """One line per logging step to the notebook and the run's log.txt: loss and tokens/s.
-
-        Tokens are real (non-padding) input and target tokens, counted by the Trainer
-        (``include_num_input_tokens_seen``); padding is work, not progress.
-        """
-
+    class ProgressLines(TrainerCallback):
         def __init__(self):
             self.last_time = None
             self.last_tokens = 0
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.last_time, self.last_tokens = time.perf_counter(), state.num_input_tokens_seen
-            run.log(f"training: {state.max_steps} steps, resuming at step {state.global_step}"
-                    if state.global_step else f"training: {state.max_steps} steps")
+            log(f"training: {state.max_steps} steps, resuming at step {state.global_step}"
+                if state.global_step else f"training: {state.max_steps} steps")
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
@@ -299,187 +327,161 @@ def _progress_callback(run: config.Run):
                 now = time.perf_counter()
                 rate = (state.num_input_tokens_seen - self.last_tokens) / max(now - self.last_time, 1e-9)
                 self.last_time, self.last_tokens = now, state.num_input_tokens_seen
-                run.log(f"step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): "
-                        f"loss {logs['loss']:.4f}, {rate:,.0f} input tok/s")
+                log(f"step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): "
+                    f"loss {logs['loss']:.4f}, {rate:,.0f} input tok/s")
             if "eval_loss" in logs:
-                run.log(f"step {state.global_step} (epoch {state.epoch:.2f}): dev loss "
-                        f"{logs['eval_loss']:.4f}, dev ROUGE-2 {100 * logs.get('eval_rouge2', float('nan')):.2f}")
+                log(f"step {state.global_step} (epoch {state.epoch:.2f}): dev loss "
+                    f"{logs['eval_loss']:.4f}, dev ROUGE-2 {100 * logs.get('eval_rouge2', float('nan')):.2f}")
 
-    return RunLogCallback()
+    return ProgressLines()
 
-
-# ----------------------------------------------------------------------------------- training
 
 @dataclasses.dataclass
 class TrainResult:
-    run_dir: Path
-    history: list[dict]
-    summary: dict
-    samples: list[dict]
-
-    @property
-    def model_dir(self) -> Path:
-        return self.run_dir / "model"
+    model_dir: Path       # the kept (best dev ROUGE-2) model and its tokenizer
+    history: list[dict]   # the Trainer's log_history (also history.json)
+    summary: dict         # counts, best checkpoint, losses, precision, threads, device
+    samples: list[dict]   # dev items decoded greedily: id, prompt, reference, prediction
 
 
-def load_model(run_dir: Path | str, device: str | None = None):
-    """The trained model and tokenizer of a train_t5 run directory, in eval mode."""
-    import torch
-    from transformers import AutoTokenizer, T5ForConditionalGeneration
-
-    model_dir = Path(run_dir) / "model"
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"{model_dir} does not exist: {run_dir} is not a train_t5 run")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = T5ForConditionalGeneration.from_pretrained(model_dir, local_files_only=True)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device).eval(), tokenizer
-
-
-def _load_result(run: config.Run) -> TrainResult:
-    return TrainResult(run_dir=run.dir, history=json.loads(run.path("history.json").read_text()),
-                       summary=json.loads(run.path("summary.json").read_text()),
-                       samples=config.read_jsonl(run.path("dev_samples.jsonl")))
-
-
-def train(run: config.Run, callbacks: list | None = None, n_samples: int = 5) -> TrainResult:
-    """Train (or resume, or load if complete) the run's model; returns history, summary, samples.
-
-    Every input check (model source, sets, fields, lengths) happens before the first step.
-    ``callbacks`` are extra ``TrainerCallback`` objects (tests use one to interrupt a run).
-    """
-    if run.complete:
-        return _load_result(run)
-    params: TrainParams = run.params
-    check_model_source(params.model)
-    sets_dir = Path(run.upstream["sets"])
-    train_items = load_set(sets_dir, "train")
-    dev_items = load_set(sets_dir, "dev")
-    if params.max_train_items:
-        train_items = train_items[: params.max_train_items]
-    augmented = {}
-    if params.sub_derivations:
-        held_out = [t for name in SET_FILES if name != "train"
-                    for it in load_set(sets_dir, name) for t in (it["prompt"], it["derivation"])]
+def select_items(train_items: Sequence[dict], dev_items: Sequence[dict], config: TrainConfig,
+                 held_out_texts: Iterable[str] = ()) -> tuple[list[dict], list[dict], dict]:
+    """The items :func:`train` trains and selects on: the first ``max_train_items`` followed by
+    their sub-derivations (none that repeats a text of ``held_out_texts``, the dev and test
+    prompts and derivations), and the first ``max_dev_items``. Returns them and the
+    augmentation's counts."""
+    train_items = list(train_items[: config.max_train_items] if config.max_train_items else train_items)
+    augmented: dict = {}
+    if config.sub_derivations:
         try:
-            train_items, augmented = augment.with_sub_derivations(train_items, held_out)
+            train_items, augmented = augment.with_sub_derivations(train_items, held_out_texts)
         except ValueError as err:
             raise ParameterError(f"parameter 'sub_derivations': {err}") from None
-    if params.max_dev_items:
-        dev_items = dev_items[: params.max_dev_items]
+    dev_items = list(dev_items[: config.max_dev_items] if config.max_dev_items else dev_items)
+    return train_items, dev_items, augmented
 
-    import torch
-    from datasets import Dataset
 
-    set_cpu_threads(params.workers)
-    from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,
+def train(train_items: Sequence[dict], dev_items: Sequence[dict], out_dir: Path | str, config: TrainConfig,
+          *, held_out_texts: Iterable[str] = (), log: Callable[[str], None] = print,
+          callbacks: list | None = None, n_samples: int = 5) -> TrainResult:
+    """Train a model on ``train_items`` (``id``, ``prompt``, ``derivation``), keeping the
+    checkpoint with the best ROUGE-2 on ``dev_items``, in ``out_dir``: ``model/`` (weights and
+    tokenizer), ``history.json``, ``added_tokens.json``; ``checkpoints/`` while it runs, removed
+    at the end. When ``out_dir`` holds checkpoints of an interrupted training, it resumes from
+    the last one.
+
+    ``held_out_texts``: texts no sub-derivation may repeat (see :func:`select_items`). Every
+    input check (model source, lengths, sub-derivations) happens before the first step.
+    ``callbacks`` are extra ``TrainerCallback`` objects (tests use one to interrupt training).
+    """
+    config.check()
+    check_model_source(config.model)
+    train_items, dev_items, augmented = select_items(train_items, dev_items, config, held_out_texts)
+
+    from datasets import Dataset  # optional heavy dependency
+    from transformers import (AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer,  # optional heavy dependency
                               Seq2SeqTrainingArguments, T5ForConditionalGeneration)
-    from transformers.trainer_callback import PrinterCallback
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers.trainer_callback import PrinterCallback  # optional heavy dependency
+    from transformers.trainer_utils import get_last_checkpoint  # optional heavy dependency
+    import torch  # optional heavy dependency
 
-    checkpoints = run.path("checkpoints")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints = out_dir / "checkpoints"
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     texts = [t for it in train_items for t in (it["prompt"], it["derivation"])]
-    if last is not None:  # the tokenizer and vocabulary were fixed when the run started
+    if last is not None:  # the tokenizer and vocabulary were fixed when the training started
         tokenizer = AutoTokenizer.from_pretrained(last, local_files_only=True)
         model = T5ForConditionalGeneration.from_pretrained(last, local_files_only=True)
-        added = json.loads(run.path("added_tokens.json").read_text())
+        added = json.loads((out_dir / "added_tokens.json").read_text())
     else:
-        model, tokenizer, added = build_model_and_tokenizer(params, texts)
-        config.atomic_write_json(run.path("added_tokens.json"), added)
+        model, tokenizer, added = build_model_and_tokenizer(config, texts)
+        atomic_write_json(out_dir / "added_tokens.json", added)
 
-    train_rows, train_too_long = _encode(tokenizer, train_items, params.max_length)
-    dev_rows, dev_too_long = _encode(tokenizer, dev_items, params.max_length)
+    train_rows, train_too_long = encode(tokenizer, train_items, config.max_length)
+    dev_rows, dev_too_long = encode(tokenizer, dev_items, config.max_length)
     if not train_rows:
-        raise ParameterError(f"parameter 'max_length' ({params.max_length}) is shorter than every "
+        raise ParameterError(f"parameter 'max_length' ({config.max_length}) is shorter than every "
                              f"training example (prompt or target, in tokens)")
     if not dev_rows:
-        raise ParameterError(f"parameter 'max_length' ({params.max_length}) is shorter than every dev example")
-    run.log(f"{len(train_rows)} training and {len(dev_rows)} dev items "
-            f"({train_too_long + dev_too_long} longer than {params.max_length} tokens dropped); "
-            f"vocabulary {len(tokenizer)}" + (f", added characters {''.join(added)}" if added else "")
-            + f"; {sum(p.numel() for p in model.parameters()):,} parameters"
-            + (f"; {augmented['sub_derivations']} of the training items are sub-derivations" if augmented else ""))
+        raise ParameterError(f"parameter 'max_length' ({config.max_length}) is shorter than every dev example")
+    log(f"{len(train_rows)} training and {len(dev_rows)} dev items "
+        f"({train_too_long + dev_too_long} longer than {config.max_length} tokens dropped); "
+        f"vocabulary {len(tokenizer)}" + (f", added characters {''.join(added)}" if added else "")
+        + f"; {sum(p.numel() for p in model.parameters()):,} parameters"
+        + (f"; {augmented['sub_derivations']} of the training items are sub-derivations" if augmented else ""))
 
     longest_dev_target = max(len(r["labels"]) for r in dev_rows)
     # Decoding dev with an early, babbling model up to max_length would dominate a CPU epoch:
     # cap it a little above the longest reference, which no correct output exceeds.
-    dev_generation = _generation_config(tokenizer, params.eval_num_beams, params.eval_repetition_penalty,
-                                        min(params.max_length, longest_dev_target + 16))
-    strategy = "steps" if params.checkpoint_every else "epoch"
-    bf16 = use_bf16(params.precision)
-    args = _training_arguments(Seq2SeqTrainingArguments, checkpoints, params, strategy,
-                               dev_generation, bf16)
+    dev_generation = _generation_config(tokenizer, config.eval_num_beams, config.eval_repetition_penalty,
+                                        min(config.max_length, longest_dev_target + 16))
+    strategy = "steps" if config.checkpoint_every else "epoch"
+    bf16 = use_bf16(config.precision)
+    args = _training_arguments(Seq2SeqTrainingArguments, checkpoints, config, strategy, dev_generation, bf16)
 
     kept = {r["id"] for r in dev_rows}
     dev_by_id = [it for it in dev_items if it["id"] in kept]
     columns = ["input_ids", "labels", "length"]
-    bias_rate = position_bias_rate(params)
-    if params.position_bias_learning_rate and not bias_rate:
-        run.log("position_bias_learning_rate applies to from-scratch models: this pretrained "
-                "model's position-bias tables train at learning_rate")
-    trainer = _trainer_class(Seq2SeqTrainer, bias_rate)(
+    bias_rate = position_bias_rate(config)
+    if config.position_bias_learning_rate and not bias_rate:
+        log("position_bias_learning_rate applies to from-scratch models: this pretrained "
+            "model's position-bias tables train at learning_rate")
+    trainer = trainer_class(Seq2SeqTrainer, bias_rate)(
         model=model, args=args,
         train_dataset=Dataset.from_list([{k: r[k] for k in columns} for r in train_rows]),
         eval_dataset=Dataset.from_list([{k: r[k] for k in columns} for r in dev_rows]),
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
         processing_class=tokenizer, compute_metrics=dev_rouge2_metric(tokenizer),
-        callbacks=[_progress_callback(run), *(callbacks or [])])
-    # Without tqdm the Trainer prints every log dict; RunLogCallback already writes a readable line
+        callbacks=[progress_callback(log), *(callbacks or [])])
+    # Without tqdm the Trainer prints every log dict; ProgressLines already writes a readable line
     trainer.remove_callback(PrinterCallback)
     if last is not None:
-        run.log(f"resuming from {Path(last).name}")
+        log(f"resuming from {Path(last).name}")
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
 
-    trainer.save_model(str(run.path("model")))
-    tokenizer.save_pretrained(str(run.path("model")))
+    model_dir = out_dir / "model"
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
     history = trainer.state.log_history
-    config.atomic_write_json(run.path("history.json"), history)
+    atomic_write_json(out_dir / "history.json", history)
     model.eval()
     sample_items = dev_by_id[:n_samples]
     sample_outputs = generate(trainer.model, tokenizer, [it["prompt"] for it in sample_items],
                               num_beams=1, max_new_tokens=longest_dev_target + 16)
     samples = [{"id": it["id"], "prompt": it["prompt"], "reference": it["derivation"], "prediction": out}
                for it, out in zip(sample_items, sample_outputs)]
-    config.write_jsonl(run.path("dev_samples.jsonl"), samples)
     evals = [h for h in history if "eval_loss" in h]
+    best = trainer.state.best_model_checkpoint
     summary = {
-        "model": model_label(params.model), "train_items": len(train_rows), "dev_items": len(dev_rows),
+        "model": model_label(config.model), "train_items": len(train_rows), "dev_items": len(dev_rows),
         "sub_derivations": augmented.get("sub_derivations", 0),
         "dropped_too_long": train_too_long + dev_too_long, "vocabulary": len(tokenizer),
         "added_characters": added, "parameters": sum(p.numel() for p in model.parameters()),
         "steps": trainer.state.global_step, "resumed_from": Path(last).name if last else None,
-        "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+        "best_checkpoint": Path(best).name if best else None,
         "best_dev_rouge2": trainer.state.best_metric,
         "first_dev_loss": evals[0]["eval_loss"] if evals else None,
         "last_dev_loss": evals[-1]["eval_loss"] if evals else None,
         "train_loss": output.training_loss, "train_seconds_this_session": round(seconds, 1),
         "tokens_seen": trainer.state.num_input_tokens_seen, "device": str(trainer.args.device),
-        "bf16": bf16}
-    config.atomic_write_json(run.path("summary.json"), summary)
+        "bf16": bf16, "precision": "bf16" if bf16 else "fp32", "torch_threads": torch.get_num_threads()}
     # model/ holds the best checkpoint's weights; the checkpoints (optimizer state included) only
-    # served resumption and would double the run's size.
+    # served resumption and would double the directory's size.
     shutil.rmtree(checkpoints, ignore_errors=True)
-    run.finish(train_items=len(train_rows), dev_items=len(dev_rows), steps=trainer.state.global_step)
-    run.log(f"done: best dev ROUGE-2 {100 * (trainer.state.best_metric or 0):.2f} at "
-            f"{summary['best_checkpoint']}")
-    return TrainResult(run_dir=run.dir, history=history, summary=summary, samples=samples)
+    log(f"done: best dev ROUGE-2 {100 * (trainer.state.best_metric or 0):.2f} at {summary['best_checkpoint']}")
+    return TrainResult(model_dir=model_dir, history=history, summary=summary, samples=samples)
 
 
-#: T5's only position information: one bias table per stack, (buckets x heads), added to the
-#: self-attention logits.
-POSITION_BIAS = "relative_attention_bias"
-
-
-def position_bias_rate(params: TrainParams) -> float:
+def position_bias_rate(config: TrainConfig) -> float:
     """The position-bias tables' own learning rate, 0 for none. From-scratch models only: a
     pretrained model's tables are trained, and a large rate would undo them."""
-    return params.position_bias_learning_rate if params.model == SCRATCH else 0.0
+    return config.position_bias_learning_rate if config.model == SCRATCH else 0.0
 
 
-def _trainer_class(base, position_bias_learning_rate: float):
+def trainer_class(base, position_bias_learning_rate: float):
     """``base`` (``Seq2SeqTrainer``) whose optimizer gives T5's position-bias tables their own
     learning rate (same schedule, no weight decay); 0 keeps the Trainer's single rate.
 
@@ -512,18 +514,18 @@ def _trainer_class(base, position_bias_learning_rate: float):
     return PositionBiasTrainer
 
 
-def _training_arguments(cls, checkpoints: Path, params: TrainParams, strategy: str, generation, bf16: bool):
+def _training_arguments(cls, checkpoints: Path, config: TrainConfig, strategy: str, generation, bf16: bool):
     return cls(
-        output_dir=str(checkpoints), seed=params.seed, data_seed=params.seed,
-        num_train_epochs=params.epochs, per_device_train_batch_size=params.batch_size,
-        per_device_eval_batch_size=params.batch_size, learning_rate=params.learning_rate,
-        optim=params.optimizer, lr_scheduler_type=params.lr_scheduler, warmup_steps=params.warmup_ratio,
-        train_sampling_strategy="group_by_length" if params.length_grouping else "random",
+        output_dir=str(checkpoints), seed=config.seed, data_seed=config.seed,
+        num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size, learning_rate=config.learning_rate,
+        optim=config.optimizer, lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
+        train_sampling_strategy="group_by_length" if config.length_grouping else "random",
         eval_strategy=strategy, save_strategy=strategy,
-        eval_steps=params.checkpoint_every or None, save_steps=params.checkpoint_every or None,
+        eval_steps=config.checkpoint_every or None, save_steps=config.checkpoint_every or None,
         save_total_limit=2, load_best_model_at_end=True, metric_for_best_model="rouge2",
         greater_is_better=True, predict_with_generate=True, generation_config=generation,
-        logging_strategy="steps", logging_steps=params.log_every, logging_first_step=True,
+        logging_strategy="steps", logging_steps=config.log_every, logging_first_step=True,
         include_num_input_tokens_seen="non_padding", bf16=bf16, report_to="none",
         disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=_cuda(), use_cpu=not _cuda())
 
@@ -538,9 +540,7 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int = 1, repetitio
     ``balanced``: only outputs with balanced brackets and one top-level ``=`` per equation
     (:mod:`derivlib.models.syntax`).
     """
-    import torch
-
-    from .syntax import BalancedBrackets
+    import torch  # optional heavy dependency
 
     generation = _generation_config(tokenizer, num_beams, repetition_penalty, max_new_tokens)
     constraint = {"prefix_allowed_tokens_fn": BalancedBrackets(tokenizer)} if balanced else {}
@@ -559,43 +559,23 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int = 1, repetitio
     return outputs
 
 
-def predict(run: config.Run, log_every_batches: int = 10) -> "pd.DataFrame":
-    """Decode every test set with the run's model and write ``predictions.jsonl`` (the model's
-    records and the copy-the-prompt baseline's). Loads the file if the run is complete."""
-    import pandas as pd
-
-    if run.complete:
-        return pd.DataFrame(config.read_jsonl(run.path("predictions.jsonl")))
-    params: PredictParams = run.params
-    sets_dir = Path(run.upstream["sets"])
-    model_run = Path(run.upstream["model"])
-    test_sets = {name: load_set(sets_dir, name) for name in TEST_SETS}
-    set_cpu_threads(params.workers)
-    model, tokenizer = load_model(model_run)
-    label = json.loads((model_run / "summary.json").read_text())["model"]
-    if params.balanced_decoding:  # a row of its own beside the same model's free outputs in 06 and 07
-        label += "+balanced"
-    records: list[dict] = []
-    for name, items in test_sets.items():
-        if params.max_items:
-            items = items[: params.max_items]
-        started = time.perf_counter()
-        outputs = generate(model, tokenizer, [it["prompt"] for it in items], params.num_beams,
-                           params.repetition_penalty, params.max_new_tokens, params.batch_size,
-                           params.balanced_decoding)
-        run.log(f"{name}: {len(items)} items decoded in {time.perf_counter() - started:.1f} s")
-        records += [{"id": it["id"], "model": label, "set": name, "prompt": it["prompt"],
-                     "reference": it["derivation"], "prediction": out,
-                     "srepr_derivation": it.get("srepr_derivation")} for it, out in zip(items, outputs)]
-        records += baseline.predictions(items, name)
-    config.write_jsonl(run.path("predictions.jsonl"), records)
-    run.finish(predictions=len(records))
-    return pd.DataFrame(records)
+def predictions(model, tokenizer, items: Sequence[dict], set_name: str, trained_label: str,
+                config: DecodeConfig) -> list[dict]:
+    """Prediction records (``derivlib.base.vocabulary.PREDICTION_FIELDS``) of ``items``
+    (``id``, ``prompt``, ``derivation``) of one test set, decoded as ``config`` says; the
+    ``model`` field is :func:`prediction_label` of ``trained_label``."""
+    label = prediction_label(trained_label, config.balanced_decoding)
+    outputs = generate(model, tokenizer, [it["prompt"] for it in items], config.num_beams,
+                       config.repetition_penalty, config.max_new_tokens, config.batch_size,
+                       config.balanced_decoding)
+    return [{"id": it["id"], "model": label, "set": set_name, "prompt": it["prompt"],
+             "reference": it["derivation"], "prediction": out,
+             "srepr_derivation": it.get("srepr_derivation")} for it, out in zip(items, outputs)]
 
 
 # ----------------------------------------------------------------------------------- inspection
 
-def _top_level_equals(equation: str) -> int | None:
+def top_level_equals(equation: str) -> int | None:
     """How many ``=`` lie outside every brace/parenthesis, or None when brackets are unbalanced."""
     depth, count = 0, 0
     pairs = {"{": 1, "(": 1, "[": 1, "}": -1, ")": -1, "]": -1}
@@ -616,53 +596,18 @@ def is_well_formed(text: str) -> bool:
     balanced brackets and exactly one top-level ``=``, and each parsed into a SymPy equation by
     :mod:`derivlib.latex` (which forgives some noise, hence the structural check first).
     """
-    from .. import latex
-
     equations = text.split(JOIN)
-    if not text.strip() or not all(eq.strip() == eq and eq and _top_level_equals(eq) == 1 for eq in equations):
+    if not text.strip() or not all(eq.strip() == eq and eq and top_level_equals(eq) == 1 for eq in equations):
         return False
     return all(latex.parse_equation(eq).ok for eq in equations)
 
 
-def summary_table(predictions) -> "pd.DataFrame":
-    """Mean paper ROUGE-2 (x100) and the share of well-formed outputs (%), per model and set."""
-    import pandas as pd
-
-    frame = pd.DataFrame(predictions).copy()
+def summary_table(records) -> pd.DataFrame:
+    """Mean paper ROUGE-2 (x100) and the share of well-formed outputs (%), per model and set, of
+    prediction records (a list or a DataFrame)."""
+    frame = pd.DataFrame(records).copy()
     frame["rouge2"] = [100 * s for s in rouge2(list(frame["prediction"]), list(frame["reference"]))]
     frame["well_formed"] = [100.0 * is_well_formed(p) for p in frame["prediction"]]
     table = frame.groupby(["model", "set"], sort=False)[["rouge2", "well_formed"]].mean().round(2)
     table["items"] = frame.groupby(["model", "set"], sort=False).size()
     return table.reset_index()
-
-
-def show_samples(samples: list[dict]):
-    """Prompts, references and outputs rendered as mathematics (a Markdown object for Jupyter)."""
-    from IPython.display import Markdown
-
-    def as_math(text: str) -> str:
-        return "<br>".join(f"${eq}$" for eq in split_equations(text)) or "*(empty)*"
-
-    blocks = []
-    for sample in samples:
-        blocks.append(f"**{sample['id']}** — prompt: {sample['prompt'].replace('$', '')}\n\n"
-                      f"| reference | model |\n|---|---|\n"
-                      f"| {as_math(sample['reference'])} | {as_math(sample['prediction'])} |\n")
-    return Markdown("\n\n".join(blocks))
-
-
-def use_bf16(precision: str) -> bool:
-    """Whether to train in bf16 mixed precision (see :data:`PRECISIONS`)."""
-    import torch
-
-    if precision != "auto":
-        return precision == "bf16"
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

@@ -60,9 +60,12 @@ def read_derivations(path: Path | str) -> list[dict]:
 
 
 def iter_steps(path: Path | str) -> Iterable[tuple[str, str, list]]:
-    """(id, field, steps) of every derivation in a derivations JSONL or an authors' results file
-    (``srepr_derivation`` and ``P srepr_derivation`` for P in VR, EE, AG, SR)."""
+    """(id, field, steps) of every derivation in a derivations JSONL, a run directory holding
+    ``derivations.jsonl``, or an authors' results file (``srepr_derivation`` and
+    ``P srepr_derivation`` for P in VR, EE, AG, SR)."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "derivations.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if released.is_results_file(path):

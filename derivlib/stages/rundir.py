@@ -32,7 +32,7 @@ from ..base.params import ParameterError, params_dict
 COMPLETE = "COMPLETE"
 #: Parameters that name *where* things go or how they are labelled, not *what* they contain:
 #: they never enter the run key, so the same experiment under two labels shares one directory.
-UNHASHED = {"profile", "data_root", "workers", "figures_root"}
+UNHASHED = {"profile", "data_root", "workers", "figures_root", "concurrency"}
 
 
 def data_root() -> Path:
@@ -113,6 +113,10 @@ def hardware() -> dict:
             "system": platform.system()}
 
 
+#: lock file -> the lock this process holds on an unfinished run.
+_HELD: dict = {}
+
+
 class RunConflict(ParameterError):
     """A run directory is being written by another process, or an ``--out`` directory already
     holds a different complete run."""
@@ -191,8 +195,14 @@ class Run:
 
     def _release(self) -> None:
         if self.lock is not None:
-            self.lock.release()
+            _HELD.pop(self.lock.lock_file, None)
+            self.lock.release(force=True)
             self.lock = None
+
+    def release(self) -> None:
+        """Give up an unfinished run: its ``.partial`` directory stays for a rerun to resume, and
+        another process may now open it."""
+        self._release()
 
     def _publish(self) -> None:
         # A stable name (<stage>/<profile>) that downstream notebooks take as their input path,
@@ -289,7 +299,13 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
         base = Path(root) if root is not None else Path(getattr(params, "data_root", "") or data_root())
         final = base / stage / key
     final.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(final.parent / f".{final.name}.lock"))
+    lock_path = str(final.parent / f".{final.name}.lock")
+    earlier = _HELD.pop(lock_path, None)
+    if earlier is not None:
+        # This process opened the run before and did not finish it (a stage raised, a notebook
+        # cell is rerun): that attempt is over, so its lock is released, not waited for.
+        earlier.release(force=True)
+    lock = FileLock(lock_path)
     try:
         lock.acquire(timeout=wait)
     except Timeout:
@@ -309,6 +325,7 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     meta = _new_meta(stage, key, upstream_dirs, upstream_keys, inputs)
     atomic_write_json(partial / "params.json", params_dict(params))
     atomic_write_json(partial / "meta.json", meta)
+    _HELD[lock_path] = lock
     return Run(stage=stage, key=key, dir=partial, params=params, upstream=upstream_dirs, meta=meta,
                final=final, inputs=inputs, publish=out is None, lock=lock)
 
@@ -333,3 +350,12 @@ def resolve_run_dir(value: str | Path, name: str) -> Path:
         raise ParameterError(f"parameter {name!r}: {path} is not a complete run directory "
                              "(run the notebook that makes it first)")
     return path
+
+
+def refuse_out_over_input(out: Path | str, source: Path | str, name: str) -> None:
+    """A finished run replaces its ``--out`` directory as a whole: refuse an ``out`` that holds
+    (or is) the input ``source``, which the run would otherwise delete."""
+    out_path, source_path = Path(out).resolve(), Path(source).resolve()
+    if source_path == out_path or source_path.is_relative_to(out_path):
+        raise ParameterError(f"--out {out} holds the input {source} (parameter {name!r}), which the "
+                             "finished run would replace; choose another --out")

@@ -1,89 +1,19 @@
-"""Generated LaTeX -> SymPy, for the dialect the models produce.
-
-The dialect is SymPy's own LaTeX output as the derivations are printed
-(:func:`derivlib.derivation.to_latex`): undefined functions ``\\eta{(a)}``,
-``\\operatorname{F_c}{(x,y)}``, ``\\eta^{2}{(a)}``; derivatives ``\\frac{d}{d a}``,
-``\\frac{d^{2}}{d a^{2}}``, ``\\frac{\\partial^{2}}{\\partial y\\partial x}``; integrals
-``\\int f dx``; Greek, ``\\mathbf{E}``, ``\\hat{H}``, primed and subscripted symbols;
-``e^{x}`` is ``exp(x)`` and ``\\log`` the natural logarithm; plus the noise of model outputs:
-FLAN-T5's tokenizer splits ``\\frac`` into ``\\ frac { d } { d a }`` and never emits a leading
-backslash; ``\\cdot``/``\\times``; dropped braces (``\\eta(a)``, ``x_0``, ``\\hat H``).
-
-Why a hand-written recursive-descent parser over a regex tokenizer rather than a library:
-SymPy's ANTLR ``parse_latex`` reads this dialect wrongly (``\\eta{(a)}`` as ``a*eta``, ``e^{a}``
-as a symbol ``e``) and, even after rewriting, manages about 20 equations per second; and the
-dialect is context-sensitive in ways an LALR grammar (lark) cannot state without lexer hacks:
-an integral's scope ends at ``d`` followed by its variable, ``^{\\prime}`` belongs to a name while
-``^{2}`` is a power, ``X(a,b)`` is a function application only when ``X`` is a function. A
-grammar of about fifteen productions written as functions states these rules directly.
-
-Where SymPy's printing is ambiguous (a product after a derivative operator), the candidate
-readings are printed back with :func:`derivlib.derivation.to_latex` and the one that reproduces
-the text is kept (:meth:`_Parser.side`).
-
-Every parse is bounded structurally (input length, token count, nesting depth, derivative order,
-size of numbers raised to powers), never by a clock, so it is safe in any thread or worker.
-Names come back canonical (:func:`canonical_name`): ``F_N``, ``F_{N}`` and ``F_{ N }`` are one
-symbol. :func:`canonicalize` renames a SymPy expression's symbols the same way, so a parse can be
-compared with ``==`` to an equation read from ``srepr``.
-"""
+"""The grammar of the dialect (:class:`Parser`) and its entry points :func:`parse` and
+:func:`parse_equation`; see the package docstring for the dialect and why it is parsed by hand."""
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy.core.function import AppliedUndef, UndefinedFunction
+
+from ..derivation import to_latex
+from .lexer import ACCENTS, FUNCTIONS, OPERATORNAMES, ParseError, is_name_command, normalise, tokenize
+from .names import NameReader, canonical_symbol
 
 MAX_LENGTH = 2000        # characters after normalisation
-MAX_TOKENS = 1000
-MAX_DEPTH = 40           # nested groups, fractions, functions
 MAX_DERIVATIVE_ORDER = 10
 MAX_EXACT_POWER = 256    # number**number is evaluated only for exponents up to this size
-
-GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
-    "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "varpi", "rho", "varrho", "sigma",
-    "varsigma", "tau", "upsilon", "phi", "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta",
-    "Lambda", "Xi", "Pi", "Sigma", "Upsilon", "Phi", "Psi", "Omega",
-}
-SYMBOL_COMMANDS = GREEK | {"hbar", "nabla", "ell", "imath", "jmath", "aleph", "wp"}
-#: Commands that decorate one argument and make a new name (``\mathbf{E}``, ``\hat{H}``).
-ACCENTS = {"mathbf", "mathbb", "mathcal", "mathrm", "mathit", "boldsymbol", "bm", "vec", "hat",
-           "widehat", "dot", "ddot", "tilde", "widetilde", "bar", "overline", "breve", "check"}
-#: Superscripts that are part of a name, not a power: canonical text.
-NAME_SUPERSCRIPTS = {"\\prime": "\\prime", "'": "\\prime", "*": "*", "\\ast": "*", "\\star": "*",
-                     "\\dagger": "\\dagger", "\\prime\\prime": "\\prime\\prime", "''": "\\prime\\prime"}
-_FUNCTIONS = {
-    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec, "csc": sp.csc,
-    "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "coth": sp.coth,
-    "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan, "asin": sp.asin, "acos": sp.acos,
-    "atan": sp.atan, "asinh": sp.asinh, "acosh": sp.acosh, "atanh": sp.atanh,
-    "log": sp.log, "ln": sp.log, "exp": sp.exp,
-}
-#: ``\operatorname{...}`` names SymPy prints for its own functions (integrals produce these).
-_OPERATORNAMES = {
-    "Ci": sp.Ci, "Si": sp.Si, "Ei": sp.Ei, "li": sp.li, "Li": sp.Li, "Shi": sp.Shi, "Chi": sp.Chi,
-    "erf": sp.erf, "erfc": sp.erfc, "erfi": sp.erfi, "sign": sp.sign, "asin": sp.asin,
-    "acos": sp.acos, "atan": sp.atan, "asinh": sp.asinh, "acosh": sp.acosh, "atanh": sp.atanh,
-    "acot": sp.acot, "sinc": sp.sinc, "sech": sp.sech, "csch": sp.csch, "coth": sp.coth, "re": sp.re,
-    "im": sp.im, "arg": sp.arg,
-}
-_SPACING = {"\\,", "\\;", "\\!", "\\:", "\\quad", "\\qquad", "\\left", "\\right", "\\displaystyle",
-            "\\limits", "\\nolimits", "\\big", "\\Big", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr"}
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<command>\\[A-Za-z]+|\\[,;:!{}|])
-  | (?P<number>\d+(?:\.\d+)?|\.\d+)
-  | (?P<letter>[A-Za-z])
-  | (?P<punct>[{}()\[\]^_+\-=,|'*/<>!])
-  | (?P<other>.)
-""", re.VERBOSE)
-
-
-class ParseError(ValueError):
-    """The text is not an expression of the dialect; the message says where and why."""
+MAX_EXACT_FACTORIAL = 100  # n! is evaluated only for integers n up to this size
 
 
 @dataclass(frozen=True)
@@ -97,96 +27,6 @@ class ParseResult:
     def __bool__(self) -> bool:
         return self.ok
 
-
-# ----------------------------------------------------------------------------------- normalisation
-
-_SPLIT_COMMAND = re.compile(r"\\\s+(?=[A-Za-z])")
-_LEADING_WORD = re.compile(r"^\s*([A-Za-z]{2,})(?=[\s{(^_]|$)")
-
-
-def normalise(text: str) -> str:
-    """Undo the model-output noise that is not grammar: FLAN-T5's split commands (``\\ frac`` ->
-    ``\\frac``), its missing leading backslash (``eta { (a) }`` -> ``\\eta { (a) }``), and
-    ``\\left``/``\\right``."""
-    text = _SPLIT_COMMAND.sub(r"\\", text)
-    match = _LEADING_WORD.match(text)
-    if match and _is_command_word(match.group(1)):
-        text = text[: match.start(1)] + "\\" + text[match.start(1):]
-    return text.replace("\\left", " ").replace("\\right", " ").strip()
-
-
-def _is_command_word(word: str) -> bool:
-    return (word in SYMBOL_COMMANDS or word in ACCENTS or word in _FUNCTIONS
-            or word in {"frac", "dfrac", "tfrac", "int", "iint", "iiint", "operatorname", "sqrt",
-                        "partial", "cdot", "times"})
-
-
-def tokenize(text: str) -> list[tuple[str, str]]:
-    """(kind, text) tokens; whitespace and spacing commands dropped."""
-    tokens = []
-    for match in _TOKEN.finditer(text):
-        kind = match.lastgroup
-        value = match.group()
-        if kind == "space" or value in _SPACING:
-            continue
-        if kind == "other":
-            raise ParseError(f"unexpected character {value!r}")
-        if kind == "command" and value.endswith("d") and value[1:-1] in SYMBOL_COMMANDS \
-                and value[1:] not in SYMBOL_COMMANDS:
-            # SymPy prints Derivative(f, chi, y) as \frac{d^{2}}{d \chid y}: no space after a command
-            tokens += [("command", value[:-1]), ("letter", "d")]
-            continue
-        tokens.append((kind, value))
-        if len(tokens) > MAX_TOKENS:
-            raise ParseError(f"more than {MAX_TOKENS} tokens")
-    return tokens
-
-
-# ----------------------------------------------------------------------------------- names
-
-@functools.lru_cache(maxsize=16384)
-def canonical_name(name: str) -> str:
-    """The canonical spelling of a symbol or function name, whatever braces and spaces it had:
-    subscripts braced, name superscripts (primes, stars, daggers) braced after the subscript."""
-    try:
-        parser = _Parser(tokenize(normalise(name)), frozenset())
-        canonical = parser.identifier()
-        if parser.pos != len(parser.tokens):
-            return name
-        return canonical
-    except ParseError:
-        return name
-
-
-@functools.lru_cache(maxsize=65536)
-def _canonical_symbol(name: str, assumptions: tuple) -> sp.Symbol:
-    return sp.Symbol(canonical_name(name), **dict(assumptions))
-
-
-def canonicalize(expr: sp.Basic) -> sp.Basic:
-    """``expr`` with every symbol and undefined function renamed to its canonical name, so it
-    compares equal (``==``) to the parse of its LaTeX."""
-    mapping = {}
-    for symbol in expr.atoms(sp.Symbol):  # atoms, not free_symbols: integration variables too
-        canonical = canonical_name(symbol.name)
-        if canonical != symbol.name:
-            mapping[symbol] = sp.Symbol(canonical, **symbol.assumptions0)
-    for application in expr.atoms(AppliedUndef):
-        name = application.func.__name__
-        canonical = canonical_name(name)
-        if canonical != name:
-            mapping[application.func] = sp.Function(canonical)
-    if not mapping:
-        return expr
-    functions = {k: v for k, v in mapping.items() if isinstance(k, UndefinedFunction)}
-    symbols = {k: v for k, v in mapping.items() if not isinstance(k, UndefinedFunction)}
-    if functions:
-        expr = expr.replace(lambda e: isinstance(e, AppliedUndef) and e.func in functions,
-                            lambda e: functions[e.func](*e.args))
-    return expr.xreplace(symbols) if symbols else expr
-
-
-# ----------------------------------------------------------------------------------- parser
 
 def parse(text: str, functions: frozenset[str] | set[str] = frozenset()) -> ParseResult:
     """Parse one equation (``lhs = rhs``) or expression. Never raises on bad input.
@@ -202,7 +42,7 @@ def parse(text: str, functions: frozenset[str] | set[str] = frozenset()) -> Pars
     if len(text) > MAX_LENGTH:
         return ParseResult(False, reason=f"longer than {MAX_LENGTH} characters")
     try:
-        parser = _Parser(tokenize(text), frozenset(functions))
+        parser = Parser(tokenize(text), frozenset(functions))
         expr = parser.top()
     except ParseError as err:
         return ParseResult(False, reason=str(err))
@@ -232,6 +72,12 @@ def _power(base, exponent):
     return sp.Pow(base, exponent)
 
 
+def _factorial(base):
+    if isinstance(base, sp.Number) and not (isinstance(base, sp.Integer) and 0 <= base <= MAX_EXACT_FACTORIAL):
+        return sp.factorial(base, evaluate=False)  # bounded: 10^{6}! is not computed here
+    return sp.factorial(base)
+
+
 def _product(factors: list) -> sp.Expr:
     """The product as SymPy holds it: numbers first combined into one coefficient, then one
     ``Mul`` of all factors. Multiplying pairwise would distribute a number over a sum as soon as
@@ -251,8 +97,6 @@ def _product(factors: list) -> sp.Expr:
 
 def _prints_as(expr, tokens: list) -> bool:
     """Whether SymPy's LaTeX of ``expr`` is ``tokens``, up to braces (``x_2`` is ``x_{2}``)."""
-    from derivlib.derivation import to_latex  # derivation does not import this module; lazy anyway
-
     try:
         printed = tokenize(to_latex(expr))
     except Exception:  # noqa: BLE001 -- a candidate SymPy cannot print is simply not the reading
@@ -264,45 +108,17 @@ def _is_symbolic_order(order) -> bool:
     return isinstance(order, sp.Expr) and bool(order.free_symbols)
 
 
-class _Parser:
+class Parser(NameReader):
+    """The recursive-descent grammar: equation, side, expression, term, factor, primary and the
+    constructs (fractions and derivatives, integrals, functions, names). ``functions`` are the
+    names known to be functions (from the premises)."""
+
     def __init__(self, tokens: list[tuple[str, str]], functions: frozenset[str]):
-        self.tokens = tokens
-        self.pos = 0
-        self.depth = 0
+        super().__init__(tokens)
         self.functions = functions
         self.operand_reading = "default"  # see _operand
         self.ambiguous = False
         self.merged_factors = False
-
-    # ---- token helpers
-    def peek(self, offset: int = 0) -> str | None:
-        i = self.pos + offset
-        return self.tokens[i][1] if i < len(self.tokens) else None
-
-    def kind(self, offset: int = 0) -> str | None:
-        i = self.pos + offset
-        return self.tokens[i][0] if i < len(self.tokens) else None
-
-    def next(self) -> str:
-        if self.pos >= len(self.tokens):
-            raise ParseError("unexpected end of input")
-        value = self.tokens[self.pos][1]
-        self.pos += 1
-        return value
-
-    def expect(self, value: str) -> None:
-        got = self.peek()
-        if got != value:
-            raise ParseError(f"expected {value!r} at token {self.pos}, got {got!r}")
-        self.pos += 1
-
-    def enter(self) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ParseError(f"nested deeper than {MAX_DEPTH}")
-
-    def leave(self) -> None:
-        self.depth -= 1
 
     def product(self, factors: list):
         symbolic = [factor for factor in factors if not isinstance(factor, sp.Number)]
@@ -408,7 +224,7 @@ class _Parser:
                 base = _power(base, self.script())
             elif self.peek() == "!":
                 self.pos += 1
-                base = sp.factorial(base)
+                base = _factorial(base)
             else:
                 return base
 
@@ -446,7 +262,7 @@ class _Parser:
                 return False
             if following_kind == "letter" or following == "\\operatorname":
                 return True
-            if following_kind == "command" and (following[1:] in SYMBOL_COMMANDS or following[1:] in ACCENTS):
+            if following_kind == "command" and (is_name_command(following) or following[1:] in ACCENTS):
                 return True
             # an integral over a derivative: d\frac{\partial}{\partial K} \psi{(K)}
             return following in ("\\frac", "\\dfrac") and self.peek(offset + 2) == "{" \
@@ -503,18 +319,18 @@ class _Parser:
                 index = self.expression()
                 self.expect("]")
             return _power(self.group() if self.peek() == "{" else self.factor(), 1 / sp.sympify(index))
-        if name in _FUNCTIONS:
+        if name in FUNCTIONS:
             self.pos += 1
-            return self.application(_FUNCTIONS[name], name)
+            return self.application(FUNCTIONS[name], name)
         if name == "operatorname":
             self.pos += 1
             self.expect("{")
             label = self.identifier_or_word()
             self.expect("}")
-            if label in _OPERATORNAMES:
-                return self.application(_OPERATORNAMES[label], label)
-            if label in _FUNCTIONS:
-                return self.application(_FUNCTIONS[label], label)
+            if label in OPERATORNAMES:
+                return self.application(OPERATORNAMES[label], label)
+            if label in FUNCTIONS:
+                return self.application(FUNCTIONS[label], label)
             return self.undefined_application(label, required=False)
         if name == "tilde" and self.peek(1) == "{" and self.peek(2) == "\\infty" and self.peek(3) == "}":
             self.pos += 4
@@ -522,7 +338,7 @@ class _Parser:
         if name == "infty":
             self.pos += 1
             return sp.oo
-        if name in SYMBOL_COMMANDS or name in ACCENTS:
+        if is_name_command(value) or name in ACCENTS:
             return self.named()
         raise ParseError(f"unknown command {value!r}")
 
@@ -603,7 +419,7 @@ class _Parser:
             return sp.Function(label)(*self.arguments())
         if required:
             raise ParseError(f"\\operatorname{{{label}}} without arguments")
-        return _canonical_symbol(label, ())
+        return canonical_symbol(label, ())
 
     def _has_top_level_comma(self) -> bool:
         depth = 0
@@ -617,107 +433,6 @@ class _Parser:
             elif value == "," and depth == 1:
                 return True
         return False
-
-    def identifier(self) -> str:
-        """A name's canonical text: base, then ``_{sub}``, then name superscripts."""
-        self.enter()
-        base = self.name_base()
-        subscript = superscript = ""
-        while True:
-            if self.peek() == "_" and not subscript:
-                self.pos += 1
-                subscript = self.script_text()
-            elif self.peek() == "'":
-                count = 0
-                while self.peek() == "'":
-                    self.pos += 1
-                    count += 1
-                superscript = "\\prime" * count
-            elif self.peek() == "^" and not superscript:
-                text = self._name_superscript()
-                if text is None:
-                    break
-                superscript = text
-            else:
-                break
-        self.leave()
-        name = base
-        if subscript:
-            name += "_{" + subscript + "}"
-        if superscript:
-            name += "^{" + superscript + "}"
-        return name
-
-    def name_base(self) -> str:
-        kind, value = self.kind(), self.peek()
-        if kind == "letter":
-            self.pos += 1
-            return value
-        if kind == "command" and value[1:] in SYMBOL_COMMANDS:
-            self.pos += 1
-            return value
-        if kind == "command" and value[1:] in ACCENTS:
-            self.pos += 1
-            if self.peek() == "{":
-                self.pos += 1
-                inner = self.identifier()
-                self.expect("}")
-            else:
-                inner = self.identifier()
-            return f"{value}{{{inner}}}"
-        raise ParseError(f"expected a name at token {self.pos}, got {value!r}")
-
-    def _name_superscript(self) -> str | None:
-        saved = self.pos
-        self.pos += 1  # '^'
-        if self.peek() == "{":
-            self.pos += 1
-            parts = []
-            while self.peek() not in ("}", None):
-                parts.append(self.next())
-                if len(parts) > 2:
-                    break
-            text = "".join(parts)
-            if self.peek() == "}" and text in NAME_SUPERSCRIPTS:
-                self.pos += 1
-                return NAME_SUPERSCRIPTS[text]
-        elif self.peek() in NAME_SUPERSCRIPTS:
-            return NAME_SUPERSCRIPTS[self.next()]
-        self.pos = saved
-        return None
-
-    def script_text(self) -> str:
-        """A subscript's canonical text (``_0``, ``_{0}``, ``_{\\mathbf{B}}``, ``_{nl}``)."""
-        if self.peek() != "{":
-            kind, value = self.kind(), self.peek()
-            if kind in ("letter", "number"):
-                self.pos += 1
-                return value
-            if kind == "command":
-                return self.identifier()
-            raise ParseError(f"expected a subscript at token {self.pos}, got {value!r}")
-        self.pos += 1
-        parts = []
-        while self.peek() != "}":
-            kind, value = self.kind(), self.peek()
-            if value is None:
-                raise ParseError("unclosed subscript")
-            if kind == "command" and (value[1:] in ACCENTS or value[1:] in SYMBOL_COMMANDS):
-                parts.append(self.identifier())
-            elif kind in ("letter", "number") or value in ("+", "-", ",", "*", "'"):
-                self.pos += 1
-                parts.append(value)
-            else:
-                raise ParseError(f"unexpected {value!r} in a subscript")
-        self.pos += 1
-        text = ""
-        for part in parts:
-            if re.search(r"\\[A-Za-z]+$", text) and part[0].isalpha():
-                text += " "  # \\lambda x, not \\lambdax
-            text += part
-        if not text:
-            raise ParseError("empty subscript")
-        return text
 
     def fraction(self, stop_at_differential: bool):
         self.pos += 1  # \frac

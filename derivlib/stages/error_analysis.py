@@ -1,0 +1,110 @@
+"""Stage ``error_analysis`` (notebook ``07_error_analysis``): every generated equation of every
+predictions run (and of the released outputs, when ``DERIVLIB_PAPER_RESULTS`` is set) checked
+symbolically and labelled (:mod:`derivlib.check`), beside the text metrics of its derivation."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from .. import check, metrics
+from ..base.files import read_jsonl, write_jsonl
+from ..base.params import ParameterError, from_namespace
+from ..presentation import plots
+from ..readers import released, runs
+from . import rundir
+
+STAGE = "error_analysis"
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    # run directories (relative to the data root) holding predictions.jsonl
+    predictions: list = dataclasses.field(default_factory=lambda: ["predict_t5/smoke", "prompt_llm/smoke"])
+    include_paper_results: bool = True  # also check the released GPT-4 / FLAN-T5-large outputs when DERIVLIB_PAPER_RESULTS is set
+    seed: int = 0  # seed of the numeric check points
+    profile: str = "smoke"  # label: outputs published under data/error_analysis/<profile> and figures/<profile>/
+
+    def check(self) -> None:
+        if not all(isinstance(p, str) for p in self.predictions):
+            raise ParameterError("parameter 'predictions' must be a list of run directories (strings)")
+        if not self.predictions and not self.include_paper_results:
+            raise ParameterError("parameters 'predictions' and 'include_paper_results': nothing to check")
+
+
+def open_run(namespace, out=None) -> rundir.Run:
+    """Validate the parameters and open the run directory; every run directory named in
+    ``predictions`` must be complete and hold ``predictions.jsonl`` (else an error naming it)."""
+    params = from_namespace(Params, namespace)
+    upstream = {f"predictions[{i}]": rundir.resolve_run_dir(p, f"predictions[{i}]")
+                for i, p in enumerate(params.predictions)}
+    for name, path in upstream.items():
+        if not (path / "predictions.jsonl").exists():
+            raise ParameterError(f"parameter {name!r}: {path} has no predictions.jsonl")
+    digest, files = released.results_digest() if params.include_paper_results else ("", {})
+    if params.include_paper_results and not files:
+        print(f"released GPT-4 / FLAN-T5-large outputs skipped: {released.DOWNLOAD_HINT}")
+    return rundir.start_run(STAGE, params, upstream=upstream, inputs={"paper_results": digest}, out=out)
+
+
+@dataclasses.dataclass
+class Result:
+    summary: pd.DataFrame                # per model x set: check.COUNT_COLUMNS
+    checks: list[check.DerivationCheck]  # one per prediction record, labels per equation
+    per_item: pd.DataFrame               # model, set, id, share correct, goal reached, rouge, bleu, gleu
+    figures: dict[str, Path]             # error_distribution, rouge_vs_validity
+
+
+def _records(run: rundir.Run) -> list[dict]:
+    records = []
+    for path in run.upstream.values():
+        records.extend(runs.load_predictions(path))
+    if run.inputs.get("paper_results"):
+        for path in released.results_files().values():
+            records.extend(released.to_predictions(path))
+    if not records:
+        raise ValueError("nothing to check: no prediction records in the predictions runs and no released results")
+    return records
+
+
+def _checked_rows(run: rundir.Run, records: list[dict]) -> list[dict]:
+    """One row per record: its check (:meth:`check.DerivationCheck.to_dict`) and its paper metrics."""
+    checks = []
+    for number, record in enumerate(records, 1):
+        checks.append(check.check_record(record, seed=run.params.seed))
+        if number % 200 == 0:
+            run.log(f"checked {number}/{len(records)} derivations")
+    scores = metrics.score_pairs([r["prediction"] for r in records], [r["reference"] for r in records])
+    rows = []
+    for index, result in enumerate(checks):
+        row = result.to_dict()
+        row.update({name: float(values[index]) for name, values in scores.items()})
+        rows.append(row)
+    return rows
+
+
+def per_item_table(rows: list[dict]) -> pd.DataFrame:
+    """Per derivation: the share of its equations that are correct (reference or valid), whether
+    it reached the goal, and its text metrics."""
+    return pd.DataFrame([{
+        "model": r["model"], "set": r["set"], "id": r["id"],
+        "share correct": sum(e["label"] in ("reference", "valid") for e in r["equations"]) / max(len(r["equations"]), 1),
+        "goal reached": r["goal_reached"],
+        **{m: r[m] for m in metrics.PAPER_METRICS if m in r}} for r in rows])
+
+
+def run(run: rundir.Run) -> Result:
+    """Check every prediction record of the run's inputs; write ``checks.jsonl``, ``summary.csv``
+    and the figures ``error_distribution`` and ``rouge_vs_validity``. A complete run loads."""
+    rows = read_jsonl(run.path("checks.jsonl")) if run.complete else _checked_rows(run, _records(run))
+    checks = [check.DerivationCheck.from_dict(row) for row in rows]
+    summary = check.summarize(checks)
+    per_item = per_item_table(rows)
+    if not run.complete:
+        write_jsonl(run.path("checks.jsonl"), rows)
+        summary.to_csv(run.path("summary.csv"), index=False)
+        run.save_figure(plots.error_distribution(summary), "error_distribution")
+        run.save_figure(plots.metric_vs_validity(per_item, "rouge"), "rouge_vs_validity")
+        run.finish(derivations=len(rows), equations=int(summary["equations"].sum()))
+    return Result(summary, checks, per_item, run.figures())
