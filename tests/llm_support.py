@@ -48,8 +48,9 @@ def fast_policy(**kwargs) -> llm.RetryPolicy:
 
 
 def values(server=None, **kwargs) -> dict:
+    # timeout bounds each whole request: a second, so that a loaded machine does not trip it.
     out = dict(model="test-model", base_url=server.base_url if server else "",
-               mode="live" if server else "auto", concurrency=4, timeout=0.25, profile="")
+               mode="live" if server else "auto", concurrency=4, timeout=1.0, profile="")
     out.update(kwargs)
     return out
 

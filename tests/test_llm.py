@@ -39,7 +39,7 @@ def sets_dir(tmp_path):
 
 @pytest.fixture
 def server():
-    with FakeChatServer(models=("test-model",), timeout_sleep=0.6) as fake:
+    with FakeChatServer(models=("test-model",), timeout_sleep=1.2) as fake:
         yield fake
 
 

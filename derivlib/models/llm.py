@@ -384,6 +384,7 @@ class ChatClient:
         parts = urllib.parse.urlsplit(self.endpoint)
         base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True)) or None
+        self.timeout = timeout
         self.transport = GuardedTransport(timeout, max_response_bytes, proxy=env_proxy(base))
         http_client = openai.DefaultHttpxClient(transport=self.transport, timeout=timeout)
         self._client = openai.OpenAI(api_key=os.environ.get("OPENAI_API_KEY") or NO_KEY, base_url=base,
@@ -466,8 +467,9 @@ class ChatClient:
                                    f"(Retry-After: {raw}), over the ceiling of {self.policy.max_wait:g} s "
                                    "(max_wait, --max-wait); nothing more was sent for this item") from None
                 if attempt >= self.policy.max_retries:
-                    raise LLMError(f"{where}: gave up after {attempt + 1} attempts "
-                                   f"(last: {reason}: {self._scrub(_short(err))})") from None
+                    last = (f"no complete response within {self.timeout:g} s (timeout, --timeout)"
+                            if reason == "timeout" else self._scrub(_short(err)))
+                    raise LLMError(f"{where}: gave up after {attempt + 1} attempts (last: {reason}: {last})") from None
                 self.counters.retried(reason)
                 self._wait(request.item, attempt, retry_after, reason)
                 attempt += 1
