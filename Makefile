@@ -23,7 +23,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,harness]'
 	$(PY) -m ipykernel install --sys-prefix --name derivlib --display-name "derivlib (.venv)" >/dev/null
 	touch $@
 

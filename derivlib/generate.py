@@ -48,11 +48,17 @@ is integration, a fifth SymPy's ``Eq`` decision on the new nodes of each candida
 substitution, all part of the algorithm. Chunks go to worker processes as they free up, and no
 index past the last record needed is computed.
 
-Parallelism uses joblib. To run on a cluster, switch its backend without touching this code::
+Parallelism uses joblib: chunks of indices go to ``joblib.Parallel(n_jobs=workers)``, and the
+block around the call chooses where they run (:func:`derivlib.base.parallel.backend`: local loky
+processes, or a Dask cluster), with the same output::
 
-    import joblib
-    with joblib.parallel_config(backend="ray"):       # after ray.init(); or "dask"
-        records, rejections = generate(30000, seed=0, workers=64)
+    from derivlib.base import parallel
+    with parallel.backend("dask", scheduler="tcp://10.0.0.5:8786") as jobs:
+        records, rejections = generate(300000, seed=0, workers=jobs)
+
+Only the coordinator (the caller's process) stores chunks and assembles records, in index order;
+a worker that dies mid-chunk is rescheduled by Dask, and the chunk is computed again from its
+(seed, index range), so the output does not change.
 """
 from __future__ import annotations
 

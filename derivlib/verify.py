@@ -252,11 +252,19 @@ class FileReport:
 def verify_derivations(derivations: Iterable[tuple[str, str, Sequence]], source: str) -> FileReport:
     """Every step of every ``(id, field, steps)`` replayed (:func:`verify_steps`); ``source``
     names where they came from in the report. ``readers.runs.iter_steps(path)`` gives the
-    derivations of a derivations file, a run directory or an authors' results file."""
+    derivations of a derivations file, a run directory or an authors' results file. No
+    derivations at all, or one without steps, is a ValueError naming ``source``: an empty input
+    never passes."""
     rows = []
     for ident, key, steps in derivations:
+        if not isinstance(steps, (list, tuple)) or not steps:
+            # nothing to replay is not a pass: "100% of 0 steps" would hide an empty input
+            raise ValueError(f"{source}: derivation {ident} ({key}) has no steps to verify "
+                             f"(expected a non-empty list of [annotation, srepr] steps, got {steps!r:.60})")
         for result in verify_steps(steps):
             rows.append((ident, key, result))
+    if not rows:
+        raise ValueError(f"{source}: no derivations to verify (the input is empty)")
     return FileReport(source, rows)
 
 

@@ -69,6 +69,79 @@ def test_bad_records_are_named():
         check.check_record({"id": "x1", "prediction": "x = 1", "srepr_derivation": []})
 
 
+def test_the_dialect_is_split_and_chains_are_labelled():
+    answer = (r"We have $f(x) = x^2$, so $\frac{d}{dx} f(x) = \frac{d}{dx} x^2 = 2x$. "
+              r"\begin{align} \frac{d}{d x} f{(x)} &= 2 x \\ f{(x)} &= 3 \end{align}")
+    result = check.check_derivation(answer, TOY)
+    assert [" ".join(e.text.split()) for e in result.equations] == [
+        "f(x) = x^2", r"\frac{d}{dx} f(x) = \frac{d}{dx} x^2", r"\frac{d}{dx} x^2 = 2x", r"\frac{d}{d x} f{(x)} = 2 x",
+        "f{(x)} = 3"]
+    assert [e.chain for e in result.equations] == [False, True, True, False, False]
+    assert result.labels == ["reference", "reference", "irrelevant", "reference", "incorrect"]
+    assert result.length == 5 and result.goal_reached  # the chain's links count one by one
+    # the authors' format is split exactly as before
+    plain = check.check_derivation(REFERENCE, TOY)
+    assert [e.text for e in plain.equations] == REFERENCE.split(" and ") and not any(e.chain for e in plain.equations)
+
+
+def test_step_ratings_and_the_first_wrong_step():
+    equations = [r"f{(x)} = x^{2}", r"\cos{(f{(x)})} = \cos{(x^{2})}", r"f{(x)} = x^{2}", r"\frac{d}{d x} f{(x)} = 3 x",
+                 r"\frac{d}{d x} f{(x) = 2", r"\frac{d}{d x} f{(x)} = 2 x"]
+    result = check.check_derivation(equations, TOY)
+    assert result.labels == ["reference", "irrelevant", "redundant", "incorrect", "unparseable", "reference"]
+    assert result.ratings == [1, 0, 0, -1, None, 1] and result.first_wrong_step == 3
+    row = result.to_dict()
+    assert row["ratings"] == result.ratings and row["first_wrong_step"] == 3
+    assert [e["rating"] for e in row["equations"]] == result.ratings
+    assert [e["reference_step"] for e in row["equations"]] == [0, None, 0, None, None, 2]
+    assert check.DerivationCheck.from_dict(row).to_dict() == row
+    assert check.check_derivation(equations[:1], TOY).first_wrong_step is None
+    # a row written before these fields existed still loads
+    old = {k: v for k, v in row.items() if k not in ("ratings", "first_wrong_step")}
+    old["equations"] = [{k: v for k, v in e.items() if k in ("text", "label", "reason", "latex")} for e in row["equations"]]
+    assert check.DerivationCheck.from_dict(old).labels == result.labels
+
+
+def test_summary_parse_share_and_failures_by_kind():
+    checks = [check.check_derivation(text, TOY, model="m", set_name="static", id=str(i)) for i, text in enumerate([
+        r"( x) } = x^{2} and \frac{d}{d x} f{(x)} = 2 x",                 # lost its beginning
+        r"f{(x)} = x^{2} and \frac{d}{d x} f{(x)} = \frac{d}{d x} x^{",   # cut off at the end
+        r"f{(x)} = x^{2} and x + 1 and \frac{d}{d x} f{(x)} = 2 x",        # a piece without =
+        r"f{(x)} = (x^{2} and \frac{d}{d x} f{(x)} = 2 x",                  # unbalanced
+        r"f{(x)} = x \sum x and \frac{d}{d x} f{(x)} = 2 x",                # a LaTeX command not read
+    ])]
+    table = check.summarize(checks)
+    assert list(table.columns) == ["model", "set", *check.COUNT_COLUMNS]
+    assert table.loc[0, "unparseable"] == 5 and table.loc[0, "equations"] == 11
+    assert table.loc[0, "parsed_share"] == pytest.approx(6 / 11)
+    assert "parsed %" in check.format_table(table)
+    failures = check.failures_table(checks)
+    assert failures["kind"].tolist() == ["start missing", "cut off at the end", "unbalanced brackets",
+                                         "not an equation", "unknown command"]
+    assert list(failures.columns) == ["model", "set", "id", "index", "kind", "reason", "text"]
+
+
+def test_processbench_numbers():
+    assert check.processbench([(None, None), (None, 2), (1, 1), (1, 3), (0, 0)]) == {
+        "erroneous": 3, "correct": 2, "error_accuracy": 2 / 3, "correct_accuracy": 0.5, "f1": pytest.approx(4 / 7)}
+    empty = check.processbench([])
+    assert empty["erroneous"] == 0 and empty["f1"] != empty["f1"]  # NaN
+    right = check.check_derivation(REFERENCE, TOY, model="m", set_name="static")
+    valid_detour = check.check_derivation([r"f{(x)} = x^{2}", r"\frac{d}{d x} f{(x)} = \frac{2 f{(x)}}{x}",
+                                           r"\frac{d}{d x} f{(x)} = 2 x"], TOY, model="m", set_name="static")
+    wrong = check.check_derivation([r"f{(x)} = x^{2}", r"\frac{d}{d x} f{(x)} = 3 x"], TOY, model="m", set_name="static")
+    garbled = check.check_derivation([r"f{(x)} = {", r"\frac{d}{d x} f{(x)} = 3 x"], TOY, model="m", set_name="static")
+    assert check.symbolic_first_wrong_step(wrong) == (True, 1)
+    assert check.symbolic_first_wrong_step(garbled) == (False, 1)  # the unparseable one might be the first error
+    assert [check.reference_match_first_deviation(c) for c in (right, valid_detour, wrong)] == [None, 1, 1]
+    table = check.processbench_table([right, valid_detour, wrong, garbled])
+    assert table[["derivations", "undetermined", "erroneous", "correct", "error_accuracy", "correct_accuracy"]
+                 ].values.tolist() == [[4, 1, 1, 2, 1.0, 0.5]]
+    assert table.loc[0, "f1"] == pytest.approx(2 / 3)
+    perfect = check.processbench_table([right, valid_detour, wrong], verifier=lambda c: c.first_wrong_step)
+    assert perfect.loc[0, "f1"] == 1.0
+
+
 # ----------------------------------------------------------------------------------- released files
 
 def _references(paper_results_dir):
@@ -131,10 +204,14 @@ def _corruptions(steps, rng):
 @pytest.mark.paper_results
 def test_corrupted_references_get_the_right_label(paper_results_dir):
     outcomes = defaultdict(list)
+    pairs = []  # ProcessBench-style: the first wrong step known by construction, and the check's
     for number, steps in enumerate(_references(paper_results_dir)):
+        pairs.append((None, check.check_derivation(derivation.Derivation(steps=steps).latex(), steps).first_wrong_step))
         rng = random.Random(number)
         for kind, texts, index, expected in _corruptions(steps, rng):
             result = check.check_derivation(texts, steps)
+            if expected == "incorrect":
+                pairs.append((index, result.first_wrong_step))
             if expected == "skipped":
                 right = result.skipped_steps >= 1 and result.goal_reached and result.all_correct
             else:
@@ -144,6 +221,30 @@ def test_corrupted_references_get_the_right_label(paper_results_dir):
     for kind, rights in outcomes.items():
         assert len(rights) >= 150, kind
         assert sum(rights) / len(rights) >= 0.95, (kind, sum(rights), len(rights))
+    bench = check.processbench(pairs)  # measured: 700/715 first wrong steps exact, 500/500 correct, F1 0.989
+    assert bench["erroneous"] >= 700 and bench["correct"] == 500
+    assert bench["error_accuracy"] >= 0.97 and bench["correct_accuracy"] >= 0.99 and bench["f1"] >= 0.98
+
+
+@pytest.mark.paper_results
+def test_released_outputs_parse_share_and_processbench(paper_results_dir):
+    records = [r for path in released.results_files(paper_results_dir).values() for r in released.to_predictions(path)]
+    checks = check.check_records(records, workers=2)
+    table = check.summarize(checks)
+    equations, unparseable = int(table["equations"].sum()), int(table["unparseable"].sum())
+    assert equations == 5132 and unparseable == 59  # 79 of 5,131 before the dialect and the unknown-word rule
+    assert table[["too_large", "timeout"]].values.sum() == 0
+    failures = check.failures_table(checks)
+    assert len(failures) == unparseable and "unknown command" not in set(failures["kind"])
+    assert failures["kind"].value_counts().to_dict() == {"outside the dialect": 11, "unbalanced brackets": 17,
+                                                         "cut off at the end": 13, "start missing": 15,
+                                                         "not an equation": 3}
+    chains = [e for c in checks for e in c.equations if e.chain]
+    assert len(chains) == 2 and all(e.label != "unparseable" for e in chains)
+    bench = check.processbench_table(checks)
+    assert len(bench) == 10 and (bench["erroneous"] + bench["correct"] + bench["undetermined"]
+                                 == bench["derivations"]).all()
+    assert bench["f1"].between(0, 1).all()
 
 
 # ----------------------------------------------------------------------------------- CLI
@@ -163,11 +264,28 @@ def test_cli_csv(tmp_path, capsys):
     assert main(["check", "--results", str(tmp_path), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0]) == ["model", "set", "equations", "unparseable", "reference", "valid", "incorrect",
-                             "redundant", "irrelevant", "derivations", "goal_reached"]
+                             "redundant", "irrelevant", "too_large", "timeout", "derivations", "goal_reached",
+                             "with_wrong_step", "parsed_share"]
     assert [(r["set"], r["equations"], r["reference"], r["redundant"], r["goal_reached"]) for r in rows] == \
         [("static", "3", "2", "1", "1"), ("EE", "3", "2", "1", "1")]
     assert main(["check", "--results", str(tmp_path / "missing.jsonl")]) == 2
     assert "no such predictions file" in capsys.readouterr().err
+
+
+def test_cli_workers_give_the_same_output(tmp_path, capsys):
+    records = toy_records() + toy_records(("AG",), prediction=r"f{(x)} = x^{2} = x x and x^{10^{10^{10}}} = 1")
+    write_jsonl(tmp_path / "predictions.jsonl", records)
+    outputs = []
+    for workers in ("0", "1", "2"):
+        details = tmp_path / f"labels{workers}.jsonl"
+        assert main(["check", "--results", str(tmp_path / "predictions.jsonl"), "--format", "csv",
+                     "--workers", workers, "--details", str(details)]) == 0
+        outputs.append((capsys.readouterr().out, details.read_text()))
+    assert outputs[0] == outputs[1] == outputs[2]
+    written = read_jsonl(tmp_path / "labels0.jsonl")
+    assert written[-1]["labels"] == ["reference", "valid", "too_large"] and written[-1]["equations"][1]["chain"]
+    assert main(["check", "--results", str(tmp_path / "predictions.jsonl"), "--workers", "-1"]) == 2
+    assert "workers" in capsys.readouterr().err
 
 
 @pytest.mark.paper_results
@@ -199,7 +317,8 @@ def test_cli_details_never_overwrites_an_input(tmp_path, capsys):
     for details in (predictions, tmp_path / "labels.jsonl"):
         # the second: inside the directory given as --results
         assert main(["check", "--results", str(tmp_path), "--details", str(details)]) == 2
-        assert "would overwrite the input --results" in capsys.readouterr().err
+        error = capsys.readouterr().err
+        assert "would overwrite the input --results" in error or "lies inside the input" in error
     assert main(["check", "--results", str(predictions), "--details", str(predictions)]) == 2
     assert predictions.read_bytes() == before and not (tmp_path / "labels.jsonl").exists()
 
@@ -227,7 +346,9 @@ def test_error_analysis_stage_runs_then_loads(isolated_data, monkeypatch):
     run = stage.open_run(namespace)
     result = stage.run(run)
     assert run.complete and run.dir == run.final
-    assert {"params.json", "meta.json", "checks.jsonl", "summary.csv", "COMPLETE"} <= {p.name for p in run.dir.iterdir()}
+    assert {"params.json", "meta.json", "checks.jsonl", "summary.csv", "failures.csv", "processbench.csv",
+            "COMPLETE"} <= {p.name for p in run.dir.iterdir()}
+    assert result.failures.empty and result.processbench["derivations"].tolist() == [1, 1, 1]
     assert result.summary[["model", "set", "equations", "reference", "redundant", "incorrect"]].values.tolist() == [
         ["other", "static", 2, 1, 0, 1], ["toy", "static", 3, 2, 1, 0], ["toy", "EE", 3, 2, 1, 0]]
     assert [c.labels for c in result.checks] == [["reference", "reference", "redundant"]] * 2 + [["reference", "incorrect"]]
@@ -238,9 +359,10 @@ def test_error_analysis_stage_runs_then_loads(isolated_data, monkeypatch):
     assert {p.name for p in (isolated_data / "figures" / "tiny").iterdir()} == \
         {"error_distribution.png", "rouge_vs_validity.png"}
 
-    again = stage.run(stage.open_run(namespace))  # complete: loads
+    again = stage.run(stage.open_run({**namespace, "workers": 2}))  # complete: loads (workers is not in the key)
     pd.testing.assert_frame_equal(again.summary, result.summary)
     pd.testing.assert_frame_equal(again.per_item, result.per_item)
+    pd.testing.assert_frame_equal(again.processbench, result.processbench)
     assert [c.to_dict() for c in again.checks] == [c.to_dict() for c in result.checks]
     assert again.figures == result.figures
 
@@ -250,5 +372,9 @@ def test_error_analysis_stage_names_bad_parameters(isolated_data, tmp_path):
         stage.open_run({"predictions": ["predict_t5/nowhere"]})
     with pytest.raises(ParameterError, match="nothing to check"):
         stage.open_run({"predictions": [], "include_paper_results": False})
+    with pytest.raises(ParameterError, match="workers"):
+        stage.open_run({"predictions": [], "workers": 0})
+    with pytest.raises(ParameterError, match="time_limit"):
+        stage.open_run({"predictions": [], "time_limit": -1.0})
     with pytest.raises(ParameterError, match="sed"):
         stage.open_run({"predictions": [], "sed": 1})

@@ -84,7 +84,8 @@ def test_model_noise_is_undone():
 
 @pytest.mark.parametrize("text, why", [
     ("", "empty"), (r"\frac{x}", "expected"), ("x = y = z", "more than one"),
-    (r"\int x", "differential"), (r"\foo{x}", "unknown command"), ("(" * 100 + "x" + ")" * 100, "nested"),
+    (r"\int x", "differential"), (r"\sum x", "unknown command"), (r"a \leq b", "unknown command"),
+    ("(" * 100 + "x" + ")" * 100, "nested"),
     ("x" * 3000, "longer than"),
 ])
 def test_failures_are_results_not_exceptions(text, why):
@@ -93,8 +94,32 @@ def test_failures_are_results_not_exceptions(text, why):
 
 
 def test_bounded_numbers():
-    result = latex.parse("9^{9^{9^{9}}}")  # would not finish if evaluated
-    assert result.ok and isinstance(result.expr, sp.Pow)
+    # would not finish if evaluated; SymPy evaluates a power of numbers wherever it meets one
+    for text in ("9^{9^{9^{9}}}", r"\sqrt{10^{10^{10}}}", r"2 \cdot 10^{10^{10}}", "10^{-10^{10}}", "x^{10^{10^{10}}}",
+                 "(10^{6})!", "2^{2^{2^{2^{2^{2^{2}}}}}}"):
+        result = latex.parse(text)
+        assert not result.ok and result.too_large and "budget" in result.reason, text
+    assert latex.parse("2^{300}").expr == sp.Integer(2) ** 300  # small enough to hold
+    assert latex.parse("x^{10^{100}}").expr == sp.Symbol("x") ** sp.Integer(10) ** 100
+    assert latex.parse("200!").expr == sp.factorial(200, evaluate=False)  # held, not computed
+    assert latex.parse("5!").expr == 120
+    assert not latex.parse("x = y = z").too_large
+
+
+def test_unknown_command_words_are_names():
+    # FLAN-T5's garbled Greek: a command word that is neither in the dialect nor LaTeX is a name
+    esilon, kappa, iota = sp.Symbol("\\esilon"), sp.Symbol("\\kappa"), sp.Symbol("\\iota")
+    assert parsed(r"1 = \ frac { 1 } { \ frac { d } { d \ kappa } \ esilon { ( \ kappa) } }") == sp.Eq(
+        1, 1 / sp.Derivative(sp.Function("\\esilon")(kappa), kappa), evaluate=False)
+    assert parsed(r"\ frac { d } { d \ iota } \ operator { ( \ iota) } = e ^ { \ iota }").lhs == \
+        sp.Derivative(sp.Function("\\operator")(iota), iota)
+    assert parsed(r"\int x d\mathsilon") == sp.Integral(sp.Symbol("x"), sp.Symbol("\\mathsilon"))
+    assert parsed(r"x_{\esilon}") == sp.Symbol("x_{\\esilon}")
+    assert parsed(r"\esilon + 1") == esilon + 1
+    for command in ("sum", "leq", "approx", "to", "cdots", "begin", "partial", "binom"):
+        assert latex.is_name_command("\\alpha") and not latex.is_name_command("\\" + command), command
+        result = latex.parse(f"x \\{command} y")
+        assert not result.ok, command  # a LaTeX command with a meaning is not silently a name
 
 
 def test_parse_equation_requires_equals():

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _pyproject_pins() -> list[str]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return project["dependencies"] + project["optional-dependencies"]["dev"]
+    return project["dependencies"] + [p for extra in project["optional-dependencies"].values() for p in extra]
 
 
 def test_every_dependency_is_pinned_exactly():

@@ -15,12 +15,17 @@ budget                         value    why
 ``MAX_NODES``                  5,000    nodes of a side after the premises are substituted,
                                         before derivatives are evaluated
 ``MAX_DERIVATIVE_ORDER``       20       orders of all the derivatives of one side together
+``MAX_DERIVATIVE_WORK``        2,000    nodes of a derivative's operand x 3^(its order, with the
+                                        orders of derivatives around it): each order multiplies
+                                        the result by 2-3 (``d^{7}/dx^{7} x^{x^{x^{x}}}`` takes
+                                        6 s, the 8th 15 s); released outputs need at most 81
 ``MAX_INTEGRAL_NESTING``       3        integrals inside integrals: quadrature costs 24x a level
 =============================  =======  ==========================================================
 
-The parser has its own (:mod:`derivlib.latex`): 2,000 characters and 1,000 tokens an equation,
-nesting depth 40, derivative order 10, exact powers only for exponents up to 256 and factorials
-up to 100.
+``MAX_DIGITS`` and ``MAX_FACTORIAL`` are the parser's (:mod:`derivlib.latex.numbers`), which
+refuses such numbers already (``too_large`` too); here they guard what substituting the premises
+builds. The parser's other budgets: 2,000 characters and 1,000 tokens an equation, nesting depth
+40, derivative order 10.
 """
 from __future__ import annotations
 
@@ -28,54 +33,15 @@ import math
 
 import sympy as sp
 
+from ..latex import MAX_DIGITS, MAX_FACTORIAL, magnitude
+from ..latex.numbers import log10_integer
+
 MAX_PREDICTION_CHARS = 20_000
 MAX_EQUATIONS = 200
-MAX_DIGITS = 2_000
-MAX_FACTORIAL = 1_000
 MAX_NODES = 5_000
 MAX_DERIVATIVE_ORDER = 20
 MAX_INTEGRAL_NESTING = 3
-
-_LOG10_2 = math.log10(2)
-
-
-def _log10_integer(n: int) -> float:
-    n = abs(n)
-    return 0.0 if n < 2 else n.bit_length() * _LOG10_2
-
-
-def magnitude(expr: sp.Basic) -> float:
-    """An upper bound of log10 |value| of an expression without free symbols, computed from its
-    structure (never by evaluating it); ``inf`` when it is too large to say."""
-    if expr.is_Integer:
-        return _log10_integer(int(expr))
-    if expr.is_Rational:  # |p/q| <= max(|p|, q), and computing with it needs the digits of both
-        return max(_log10_integer(int(expr.p)), _log10_integer(int(expr.q)))
-    if expr.is_Float:
-        value = abs(float(expr))
-        return math.log10(value) if math.isfinite(value) and value > 1 else (0.0 if math.isfinite(value) else math.inf)
-    if expr.is_Atom:
-        return 1.0  # pi, E, I, oo: small (or not numbers at all)
-    if expr.is_Add:
-        return max(magnitude(a) for a in expr.args) + math.log10(len(expr.args))
-    if expr.is_Mul:
-        return sum(max(magnitude(a), 0.0) for a in expr.args)
-    if expr.is_Pow:
-        base, exponent = expr.args
-        top = magnitude(exponent)
-        if top > 300:
-            return math.inf
-        return max(magnitude(base), 1.0) * 10 ** top
-    if isinstance(expr, sp.factorial):
-        top = magnitude(expr.args[0])
-        if top > 300:
-            return math.inf
-        n = 10 ** top
-        return n * max(math.log10(max(n, 2)), 1.0)
-    if isinstance(expr, sp.exp):
-        top = magnitude(expr.args[0])
-        return math.inf if top > 300 else 10 ** top * math.log10(math.e)
-    return max((magnitude(a) for a in expr.args), default=1.0) + 1.0
+MAX_DERIVATIVE_WORK = 2_000
 
 
 def exceeded(expr: sp.Basic) -> str | None:
@@ -87,7 +53,7 @@ def exceeded(expr: sp.Basic) -> str | None:
         nodes += 1
         if nodes > MAX_NODES:
             return f"more than {MAX_NODES} expression nodes (budget MAX_NODES)"
-        if node.is_Integer and _log10_integer(int(node)) > MAX_DIGITS:
+        if node.is_Integer and log10_integer(int(node)) > MAX_DIGITS:
             return f"a number of more than {MAX_DIGITS} digits (budget MAX_DIGITS)"
         if node.is_Atom:
             continue
@@ -99,12 +65,27 @@ def exceeded(expr: sp.Basic) -> str | None:
             order += sum(int(c) if c.is_Integer else 1 for c in counts)  # a symbolic order does not evaluate
             if order > MAX_DERIVATIVE_ORDER:
                 return f"derivatives of total order above {MAX_DERIVATIVE_ORDER} (budget MAX_DERIVATIVE_ORDER)"
+            limit = MAX_DERIVATIVE_WORK / 3 ** order
+            size = _nodes(node.expr, limit)
+            if size > limit:
+                return (f"a derivative of order {order} of an expression of {size}{'+' if size >= limit else ''} "
+                        f"nodes: nodes x 3^order over {MAX_DERIVATIVE_WORK} (budget MAX_DERIVATIVE_WORK)")
         if isinstance(node, sp.Integral):
             integrals += 1
             if integrals > MAX_INTEGRAL_NESTING:
                 return f"integrals nested more than {MAX_INTEGRAL_NESTING} deep (budget MAX_INTEGRAL_NESTING)"
         stack.extend((arg, order, integrals) for arg in node.args)
     return None
+
+
+def _nodes(expr: sp.Basic, limit: float) -> int:
+    """The number of nodes of ``expr``, counted up to just past ``limit``."""
+    count = 0
+    for _ in sp.preorder_traversal(expr):
+        count += 1
+        if count > limit:
+            break
+    return count
 
 
 def _numeric_work(node: sp.Basic) -> str | None:

@@ -102,17 +102,21 @@ def _evaluate_integrals(expr: sp.Basic) -> sp.Basic:
     return expr.xreplace(mapping) if mapping else expr
 
 
-def prepare(expr: sp.Basic, context: ReferenceContext) -> sp.Basic:
-    """``expr`` with premises substituted, derivatives and (small) integrals evaluated; raises
-    :class:`TooLarge` when the substituted expression exceeds a budget (:mod:`.budgets`), before
-    anything is evaluated, and :class:`Undecided` when it cannot be evaluated."""
+def substitute(expr: sp.Basic, context: ReferenceContext) -> sp.Basic:
+    """``expr`` with premises substituted and derivatives evaluated (integrals left alone);
+    raises :class:`TooLarge` when it exceeds a budget (:mod:`.budgets`) before anything is
+    evaluated, and :class:`Undecided` when SymPy refuses the derivatives."""
     _budget(expr)
     expr = _define(expr, context)
     _budget(expr)
     try:
-        expr = expr.doit(integrals=False)
+        return expr.doit(integrals=False)
     except Exception as err:  # SymPy refusing d/d(expression) and the like
         raise Undecided(f"derivatives could not be evaluated ({type(err).__name__})") from None
+
+
+def integrate(expr: sp.Basic) -> sp.Basic:
+    """A :func:`substitute` result with (small) integrals evaluated, ready for :func:`numeric`."""
     if expr.has(sp.Integral):
         expr = _evaluate_integrals(expr)
         try:
@@ -124,6 +128,11 @@ def prepare(expr: sp.Basic, context: ReferenceContext) -> sp.Basic:
     if sp.count_ops(expr) > MAX_PREPARED_OPS:
         raise Undecided(f"more than {MAX_PREPARED_OPS} operations after substitution")
     return expr
+
+
+def prepare(expr: sp.Basic, context: ReferenceContext) -> sp.Basic:
+    """``expr`` with premises substituted, derivatives and (small) integrals evaluated."""
+    return integrate(substitute(expr, context))
 
 
 _NUMPY_FUNCTIONS = {
@@ -217,7 +226,7 @@ def _residual(lhs: sp.Basic, rhs: sp.Basic, context: ReferenceContext, constants
     with np.errstate(all="ignore"):
         left = numeric(lhs, context.values)
         right = numeric(rhs, context.values)
-    return left - right, 1 + np.abs(left) + np.abs(right)
+        return left - right, 1 + np.abs(left) + np.abs(right)
 
 
 def holds(lhs: sp.Basic, rhs: sp.Basic, context: ReferenceContext, constants: set, lenient: bool) -> tuple[bool, str]:

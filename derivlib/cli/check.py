@@ -16,8 +16,19 @@ def add_arguments(p):
                         "the columns " + ",".join(("model", "set") + check.COUNT_COLUMNS))
     p.add_argument("--seed", type=int, default=0, help="seed of the numeric check points (default 0)")
     p.add_argument("--details", type=Path,
-                   help="also write one JSON line per derivation (labels, reasons) here; never one of "
-                        "the --results inputs or a file inside an input run directory")
+                   help="also write one JSON line per derivation (labels, step ratings, first wrong step, "
+                        "reasons) here; never one of the --results inputs or a file inside an input run "
+                        "directory")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes (default 1); the labels are the same for any number. Each step is "
+                        f"limited to --time-limit seconds and each worker to --memory-limit MiB; 0 checks in "
+                        "this process with neither limit (structural budgets only)")
+    p.add_argument("--time-limit", type=float, default=check.TIME_LIMIT,
+                   help=f"seconds a worker may spend on one equation before it is killed and the equation "
+                        f"labelled timeout (default {check.TIME_LIMIT:g})")
+    p.add_argument("--memory-limit", type=int, default=check.MEMORY_LIMIT_MB, metavar="MIB",
+                   help="address space each worker may add to its start-up size, in MiB (Linux; default "
+                        f"{check.MEMORY_LIMIT_MB}); past it an equation is labelled too_large")
 
 
 def run(args) -> int:
@@ -27,7 +38,8 @@ def run(args) -> int:
     records = read_results(args)
     if not records:
         raise ValueError(f"{', '.join(map(str, args.results))}: no prediction records")
-    checks = check.check_records(records, seed=args.seed)
+    checks = check.check_records(records, seed=args.seed, workers=args.workers, time_limit=args.time_limit,
+                                 memory_limit_mb=args.memory_limit)
     if args.details:
         write_jsonl(args.details, (c.to_dict() for c in checks))
     table = check.summarize(checks)

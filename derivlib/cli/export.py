@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..base.files import check_writable, refuse_overlap
 from ..exporters import common, hf, lmeval, steps
 from ..stages import prompt_llm, rundir
 from .results import add_results_arguments, read_results, refuse_input_path
@@ -46,6 +47,9 @@ def add_arguments(p):
     add_results_arguments(st)
     st.add_argument("--out", type=Path, required=True, help="JSONL file to write (never one of the inputs)")
     st.add_argument("--seed", type=int, default=0, help="seed of the check's numeric points (default 0, as check)")
+    st.add_argument("--workers", type=int, default=1,
+                    help="check worker processes (default 1, as check: each equation under check's time limit); "
+                         "0 checks in this process, structural budgets only")
     st.set_defaults(_export=_steps)
 
 
@@ -55,10 +59,11 @@ def _sets_and_out(parser, what: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help=f"the {what} to write: new or empty")
 
 
-def _sets_run(value: str) -> common.SetsRun:
+def _sets_run(value: str, out: Path) -> common.SetsRun:
     path = Path(value)
     if not path.is_absolute() and not path.exists():
         path = rundir.data_root() / path
+    refuse_overlap(out, {"--sets": path})  # the complete sets run stays as it is
     return common.read_sets_run(path)
 
 
@@ -70,7 +75,7 @@ def _report(result: common.ExportResult, what: str) -> None:
 
 
 def _lm_eval(args) -> int:
-    sets_run = _sets_run(args.sets)
+    sets_run = _sets_run(args.sets, args.out)
     result = lmeval.export(sets_run, args.out, n_shots=args.n_shots, seed=args.seed, max_gen_toks=args.max_gen_toks)
     tasks = ", ".join(lmeval.task_names(sets_run, args.n_shots))
     _report(result, f"lm-eval tasks {tasks}")
@@ -80,7 +85,7 @@ def _lm_eval(args) -> int:
 
 
 def _hf(args) -> int:
-    result = hf.export(_sets_run(args.sets), args.out, repo_id=args.repo_id)
+    result = hf.export(_sets_run(args.sets, args.out), args.out, repo_id=args.repo_id)
     _report(result, "a Hugging Face dataset")
     print(f"load: datasets.load_dataset({str(result.dir.resolve())!r}, 'static')")
     return 0
@@ -88,8 +93,9 @@ def _hf(args) -> int:
 
 def _steps(args) -> int:
     refuse_input_path(args.out, args, "--out")
+    check_writable(args.out, "--out")
     records = read_results(args)
-    count = steps.export(records, args.out, seed=args.seed)
+    count = steps.export(records, args.out, seed=args.seed, workers=args.workers)
     print(f"wrote {count} step-labelled derivations to {args.out}")
     return 0
 

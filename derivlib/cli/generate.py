@@ -1,6 +1,10 @@
-"""``python -m derivlib generate --n N --seed S --workers W [--out DIR]``: a generate run directory
-holding ``derivations.jsonl`` (with the rejections, statistics, figures and the verifier's
-report), usable as the ``--derivations`` of ``build-sets``."""
+"""``python -m derivlib generate --n N --seed S --workers W [--backend dask [--scheduler ADDRESS]]
+[--out DIR]``: a generate run directory holding ``derivations.jsonl`` (with the rejections,
+statistics, figures and the verifier's report), usable as the ``--derivations`` of ``build-sets``.
+
+``--backend dask`` without ``--scheduler`` runs on a ``distributed.LocalCluster`` of ``--workers``
+processes (loopback, no dashboard); with ``--scheduler tcp://HOST:8786`` on that cluster (workers
+with one thread each). The files are the same with either backend and any number of workers."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +17,10 @@ from . import options
 
 HELPS = {
     "seed": "stream seed: derivation i is drawn from (seed, i)",
-    "workers": "worker processes; never changes the output",
+    "workers": "worker processes (loky's, or the dask LocalCluster's); never changes the output",
+    "backend": "where the chunks run: loky (local processes) or dask (a distributed cluster)",
+    "scheduler": "with --backend dask: the address of a running scheduler (tcp://HOST:8786); "
+                 "default: start a LocalCluster of --workers processes",
     "arity_weights": 'weights of arities 0, 1, 2, e.g. \'{"0": 5, "1": 50, "2": 100}\' (the authors\')',
     "operator_weights": "weights of named operators, e.g. '{\"expand\": 0}'; the others keep the authors' values",
     "recency": "p of the cubic recency weight 1 + (p-i-1)^3 of the i-th most recent equation",

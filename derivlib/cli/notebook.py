@@ -25,7 +25,9 @@ import papermill as pm
 import yaml
 from jupyter_client import KernelManager
 from papermill.engines import NBClientEngine, papermill_engines
+from papermill.exceptions import PapermillExecutionError
 
+from ..base.files import check_writable, refuse_overlap
 from ..base.params import ParameterError, validate
 
 KERNEL = "derivlib"
@@ -54,11 +56,23 @@ def run(args) -> int:
         except json.JSONDecodeError:
             overrides[name] = value
     out = args.out or Path("build") / args.profile / f"{args.name}.ipynb"
-    if out.exists() and out.is_dir() or out.suffix != ".ipynb":
-        raise ParameterError(f"--out {out}: expected the path of an .ipynb file to write")
+    check_out(out, args.name, args.profile)
     execute(args.name, args.profile, out, overrides=overrides)
     print(f"wrote {out}")
     return 0
+
+
+def check_out(out: Path, name: str, profile: str, notebook_dir: Path = NOTEBOOK_DIR,
+              params_dir: Path = PARAMS_DIR) -> None:
+    """Refuse, before any kernel starts, an ``--out`` that is not an ``.ipynb`` path, that is or
+    holds the notebook or its profile (the executed copy would replace the source), or that
+    cannot be written."""
+    if out.is_dir() or out.suffix != ".ipynb":
+        raise ParameterError(f"--out {out}: expected the path of an .ipynb file to write")
+    refuse_overlap(out, {"notebook": notebook_dir / f"{name}.ipynb",
+                         "profile": params_dir / f"{profile}.yaml"})
+    check_writable(out, "--out")
+    check_writable(out.with_name(out.stem + ".partial.ipynb"), "--out")
 
 
 def notebook_names(directory: Path = NOTEBOOK_DIR) -> list[str]:
@@ -107,6 +121,32 @@ def notebook_parameters(name: str, profile: str, params_dir: Path = PARAMS_DIR,
     except ParameterError as err:
         raise ParameterError(f"{name} (profile {profile!r}): {err}") from None
     return section
+
+
+#: Exceptions raised in a cell that mean bad input (a parameter, a file, a run directory): the
+#: command reports them as one line with exit status 2, as it does its own.
+INPUT_ERROR_NAMES = {"ParameterError", "RunConflict", "ValueError", "TypeError", "KeyError", "LookupError",
+                     "IndexError", "OSError", "FileNotFoundError", "FileExistsError", "IsADirectoryError",
+                     "NotADirectoryError", "PermissionError", "UnicodeDecodeError", "JSONDecodeError"}
+
+
+class NotebookInputError(ValueError):
+    """A notebook cell stopped on bad input; the message names the notebook, the cell and the error."""
+
+
+class NotebookCellError(RuntimeError):
+    """A notebook cell raised something other than bad input."""
+
+
+def cell_error(name: str, err: PapermillExecutionError, partial: Path) -> Exception:
+    """One line for an error raised inside the kernel: notebook, cell, exception and message, and
+    where the executed copy with the traceback is."""
+    source = (err.source or "").splitlines()
+    label = next((line.split("=", 1)[1].strip() for line in source[:1]
+                  if line.startswith("#papermill_description=")), f"cell {err.cell_index + 1}")
+    message = " ".join(str(err.evalue).split())[:600]
+    kind = NotebookInputError if err.ename in INPUT_ERROR_NAMES else NotebookCellError
+    return kind(f"{name}, {label}: {err.ename}: {message} (executed copy with the traceback: {partial})")
 
 
 class ProgressEngine(NBClientEngine):
@@ -166,6 +206,8 @@ def execute(name: str, profile: str, out: Path | str, overrides: dict | None = N
                                 engine_name=ENGINE if log_output else None, progress_bar=False, km=kernel,
                                 stdout_file=sys.stderr if log_output else None,
                                 stderr_file=sys.stderr if log_output else None)
+        except PapermillExecutionError as err:
+            raise cell_error(name, err, partial) from None
         finally:
             if kernel.has_kernel:  # a kernel manager we made is ours to stop
                 kernel.shutdown_kernel(now=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..base.files import check_writable, refuse_overlap
+from ..base.params import ParameterError
 from ..presentation import report
 from ..stages.rundir import COMPLETE, data_root
 from .notebook import notebook_names
@@ -35,6 +37,16 @@ def _stage_run(notebook: str, profile: str) -> report.StageRun:
     return report.StageRun(notebook, stage, directory.resolve(), params, meta, figures)
 
 
+def check_out(out: Path, inputs) -> None:
+    """The report replaces ``out`` as a whole: refuse one that is, holds or lies in an input (an
+    executed notebook, a run directory), or that holds anything but an earlier report."""
+    refuse_overlap(out, inputs)
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file()):
+        raise ParameterError(f"--out {out} exists and is not a report directory (no index.html): it would be "
+                             "replaced; choose a new directory or an earlier report's")
+    check_writable(out / "index.html", "--out")
+
+
 def _csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
@@ -43,6 +55,8 @@ def run(args) -> int:
     build = args.build or Path("build") / args.profile
     out = args.out or build / "report"
     stages = [_stage_run(name, args.profile) for name in notebook_names()]
+    check_out(out, [("--build", build / f"{name}.ipynb") for name in notebook_names()]
+              + [("run directory", stage.directory) for stage in stages if stage.directory])
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     (partial / "figures").mkdir(parents=True)
@@ -50,7 +64,12 @@ def run(args) -> int:
     for name in notebook_names():
         executed = build / f"{name}.ipynb"
         if executed.exists():
-            (partial / f"{name}.html").write_text(report.notebook_html(executed), encoding="utf-8")
+            try:
+                page = report.notebook_html(executed)
+            except Exception as err:  # noqa: BLE001 -- nbformat and nbconvert raise their own classes
+                raise ValueError(f"{executed}: not a readable executed notebook ({type(err).__name__}: "
+                                 f"{' '.join(str(err).split())[:200]})") from None
+            (partial / f"{name}.html").write_text(page, encoding="utf-8")
             notebook_links[name] = f"{name}.html"
     figure_links = {}
     for stage in stages:

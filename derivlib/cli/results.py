@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..base.files import refuse_overlap
 from ..base.params import ParameterError
 from ..readers import runs
 from ..stages.rundir import COMPLETE
@@ -40,12 +41,12 @@ def read_results(args) -> list[dict]:
 
 
 def refuse_input_path(path: Path, args, option: str) -> None:
-    """Refuse to write ``path`` when it is one of the ``--results`` inputs or lies inside an input
-    run directory (a complete run directory is never written again)."""
-    target = path.resolve()
+    """Refuse to write ``path`` when it is, or holds, one of the ``--results`` inputs, or lies
+    inside an input directory or the complete run directory of an input file (a complete run
+    directory is never written again)."""
+    inputs = []
     for given in args.results:
-        source = given.resolve()
-        run_dir = source if source.is_dir() else source.parent if (source.parent / COMPLETE).exists() else None
-        if target == source or (run_dir is not None and run_dir in target.parents):
-            raise ParameterError(f"{option} {path}: would overwrite the input --results {given}; "
-                                 "choose a path outside the inputs")
+        inputs.append(("--results", given))
+        if given.is_file() and (given.parent / COMPLETE).exists():
+            inputs.append(("the run directory of --results", given.parent))
+    refuse_overlap(path, inputs, option)

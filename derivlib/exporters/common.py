@@ -125,6 +125,8 @@ class ExportResult:
 
 
 def _describe_difference(found: dict, wanted: dict) -> str:
+    if found.get("kind") != wanted.get("kind"):
+        return f"kind {found.get('kind')!r}, this export's kind {wanted.get('kind')!r}"
     keys = [k for k in sorted(set(found) | set(wanted)) if k != "files" and found.get(k) != wanted.get(k)]
     shown = []
     for key in keys[:3]:

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import datasets
+from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -127,9 +128,11 @@ def card(sets_run: SetsRun, tables: dict[str, dict[str, list[dict]]], repo_id: s
     for config, splits in tables.items():
         split_dict = datasets.SplitDict()
         for split, rows in splits.items():
-            split_dict.add(datasets.SplitInfo(name=split, num_examples=len(rows)))
+            # num_bytes as datasets counts it (the Arrow table's size), as push_to_hub would record it
+            table = datasets.Dataset.from_list(rows, features=features_of(splits)).data
+            split_dict.add(datasets.SplitInfo(name=split, num_bytes=table.nbytes, num_examples=len(rows)))
         infos[config] = datasets.DatasetInfo(config_name=config, features=features_of(splits), splits=split_dict)
-    datasets.DatasetInfosDict(infos).to_dataset_card_data(data)
+    DatasetInfosDict(infos).to_dataset_card_data(data)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{_body(sets_run, tables, repo_id)}")
 
 

@@ -23,8 +23,9 @@ grouped as ``derivlib`` and ``derivlib_5shot``. The directory holds
 ``README.md``, ``derivlib_export.json``
     how to run it; what was exported (:mod:`derivlib.exporters.common`).
 
-Groups aggregate ROUGE-2, BLEU, GLEU and the goal share over their tasks, weighted by items. The
-incorrect-equation share is per task only: the harness pools a group by items, not equations.
+Groups aggregate ROUGE-2, BLEU, GLEU, the goal share and the share with a wrong step over their
+tasks, weighted by items. The incorrect-equation share and the mean first wrong step are per task
+only: the harness pools a group by items, not by equations or by derivations with a wrong step.
 """
 from __future__ import annotations
 
@@ -42,18 +43,19 @@ from . import harness_hooks
 from .common import ExportResult, SetsRun, perturbations_defined, write_export
 
 KIND = "lm-eval"
-#: Stop strings: a model that starts the next example ("Prompt:") or repeats the template's
-#: instruction has finished; chat models' end-of-turn markers where the tokenizer's end-of-text
-#: differs (Qwen/ChatML, Llama 3). Not "\n\n": chat models put blank lines inside an answer.
-#: Four, because OpenAI-compatible chat endpoints accept at most four.
-STOP = ("Prompt:", "Now given the following prompt", "<|im_end|>", "<|eot_id|>")
+#: Stop strings: a model that starts the next example (a line beginning "Prompt:"; an answer
+#: that opens by echoing "Prompt: ..." is not cut) or repeats the template's instruction has
+#: finished; chat models' end-of-turn markers where the tokenizer's end-of-text differs
+#: (Qwen/ChatML, Llama 3). Not "\n\n": chat models put blank lines inside an answer. Four,
+#: because OpenAI-compatible chat endpoints accept at most four.
+STOP = ("\nPrompt:", "Now given the following prompt", "<|im_end|>", "<|eot_id|>")
 TEMPLATE = "_derivlib_template_yaml"
 UTILS = '''"""lm-evaluation-harness hooks of the derivlib tasks (written by `python -m derivlib export lm-eval`).
 
 The metrics are derivlib's own: the paper's ROUGE-2 / BLEU / GLEU and derivlib's symbolic check
 (derivlib.exporters.harness_hooks). derivlib must be importable where lm_eval runs.
 """
-from derivlib.exporters.harness_hooks import pooled_share, process_results  # noqa: F401
+from derivlib.exporters.harness_hooks import mean_present, pooled_share, process_results  # noqa: F401
 '''
 
 
@@ -96,7 +98,8 @@ def template(provenance: dict, max_gen_toks: int) -> dict:
     """The shared part of every task's configuration."""
     metric_list = []
     for name in harness_hooks.METRICS:
-        aggregation = "mean" if name in harness_hooks.MEAN_METRICS else _Function("utils.pooled_share")
+        aggregation = ("mean" if name in harness_hooks.MEAN_METRICS
+                       else _Function(f"utils.{harness_hooks.AGGREGATIONS[name]}"))
         metric_list.append({"metric": name, "aggregation": aggregation,
                             "higher_is_better": harness_hooks.HIGHER_IS_BETTER[name]})
     return {
@@ -154,9 +157,12 @@ training set, as notebook 05 draws them):
 {tasks}
 
 Metrics per task: `rouge2`, `bleu`, `gleu` (the paper's, as `python -m derivlib score` computes
-them, means of fractions), `incorrect_share` (incorrect equations over all generated equations,
-`python -m derivlib check`), `goal_reached` (share of derivations that reach the reference's goal).
-Groups average `rouge2`, `bleu`, `gleu` and `goal_reached` over their tasks, weighted by items.
+them, means of fractions); from `python -m derivlib check`: `incorrect_share` (incorrect equations
+over all generated equations), `goal_reached` (share of derivations that reach the reference's
+goal), `with_wrong_step` (share of derivations with an incorrect equation) and `first_wrong_step`
+(mean 0-based index of the first incorrect equation, over the derivations that have one).
+Groups average `rouge2`, `bleu`, `gleu`, `goal_reached` and `with_wrong_step` over their tasks,
+weighted by items.
 
 Perturbed sets:
 

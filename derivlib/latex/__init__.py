@@ -22,8 +22,10 @@ readings are printed back with :func:`derivlib.derivation.to_latex` and the one 
 the text is kept (:meth:`derivlib.latex.parser.Parser.side`).
 
 Every parse is bounded structurally (input length, token count, nesting depth, derivative order,
-size of numbers raised to powers, factorials of large numbers left unevaluated), never by a clock,
-so it is safe in any thread or worker.
+and the exact numbers it holds: :mod:`.numbers`), never by a clock, so it is safe in any thread
+or worker. A power or factorial of numbers too large to hold (``10^{10^{10}}``, ``(10^{6})!``)
+fails with ``too_large`` set in its :class:`ParseResult`: SymPy would compute it as soon as it
+met it in a sum, a product or another power.
 
 A command word that is neither in the dialect nor a standard LaTeX math command is read as a
 name (:func:`derivlib.latex.lexer.is_name_command`): FLAN-T5 writes garbled Greek such as
@@ -33,15 +35,16 @@ symbol. :func:`canonicalize` renames a SymPy expression's symbols the same way, 
 compared with ``==`` to an equation read from ``srepr``.
 
 Modules: :mod:`.lexer` (the dialect's words, normalisation, tokens), :mod:`.names` (names and
-their canonical spelling), :mod:`.parser` (the grammar).
+their canonical spelling), :mod:`.numbers` (budgets on exact numbers), :mod:`.parser` (the
+grammar).
 """
 from __future__ import annotations
 
 from .lexer import LATEX_COMMANDS, MAX_DEPTH, MAX_TOKENS, ParseError, is_name_command, normalise, tokenize
 from .names import canonical_name, canonicalize
-from .parser import (MAX_DERIVATIVE_ORDER, MAX_EXACT_FACTORIAL, MAX_EXACT_POWER, MAX_LENGTH, ParseResult, parse,
-                     parse_equation)
+from .numbers import MAX_DIGITS, MAX_EXACT_FACTORIAL, MAX_FACTORIAL, NumberTooLarge, magnitude
+from .parser import MAX_DERIVATIVE_ORDER, MAX_LENGTH, ParseResult, parse, parse_equation
 
 __all__ = ["parse", "parse_equation", "ParseResult", "ParseError", "normalise", "tokenize", "canonical_name",
            "canonicalize", "is_name_command", "LATEX_COMMANDS", "MAX_LENGTH", "MAX_TOKENS", "MAX_DEPTH",
-           "MAX_DERIVATIVE_ORDER", "MAX_EXACT_POWER", "MAX_EXACT_FACTORIAL"]
+           "MAX_DERIVATIVE_ORDER", "MAX_DIGITS", "MAX_EXACT_FACTORIAL", "MAX_FACTORIAL", "NumberTooLarge", "magnitude"]

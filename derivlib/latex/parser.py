@@ -8,12 +8,11 @@ import sympy as sp
 
 from ..derivation import to_latex
 from .lexer import ACCENTS, FUNCTIONS, OPERATORNAMES, ParseError, is_name_command, normalise, tokenize
+from . import numbers
 from .names import NameReader, canonical_symbol
 
 MAX_LENGTH = 2000        # characters after normalisation
 MAX_DERIVATIVE_ORDER = 10
-MAX_EXACT_POWER = 256    # number**number is evaluated only for exponents up to this size
-MAX_EXACT_FACTORIAL = 100  # n! is evaluated only for integers n up to this size
 
 
 @dataclass(frozen=True)
@@ -23,6 +22,7 @@ class ParseResult:
     ok: bool
     expr: sp.Basic | None = None
     reason: str = ""
+    too_large: bool = False  # failed on a budget of numbers (numbers.NumberTooLarge), not on the text
 
     def __bool__(self) -> bool:
         return self.ok
@@ -44,12 +44,15 @@ def parse(text: str, functions: frozenset[str] | set[str] = frozenset()) -> Pars
     try:
         parser = Parser(tokenize(text), frozenset(functions))
         expr = parser.top()
+    except numbers.NumberTooLarge as err:
+        return ParseResult(False, reason=str(err), too_large=True)
     except ParseError as err:
         return ParseResult(False, reason=str(err))
     except RecursionError:
         return ParseResult(False, reason="nested too deeply")
-    except (TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError, MemoryError) as err:
-        # SymPy refusing a construction (e.g. a relation inside an argument)
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError, OverflowError) as err:
+        # SymPy refusing a construction (e.g. a relation inside an argument); a MemoryError is
+        # not bad input but a limit of the process, and the caller's to handle
         return ParseResult(False, reason=f"not a SymPy expression ({type(err).__name__}: {err})"[:200])
     return ParseResult(True, expr=expr)
 
@@ -63,19 +66,8 @@ def parse_equation(text: str, functions: frozenset[str] | set[str] = frozenset()
 
 
 def _power(base, exponent):
-    if isinstance(base, sp.Number) and isinstance(exponent, sp.Number):
-        if abs(exponent) > MAX_EXACT_POWER or (isinstance(base, sp.Integer) and abs(base) > 10**6 and exponent > 1):
-            return sp.Pow(base, exponent, evaluate=False)  # bounded: never compute huge numbers
-    if isinstance(base, sp.Number) and isinstance(exponent, sp.Pow) and exponent.has(sp.Number) \
-            and not exponent.free_symbols:
-        return sp.Pow(base, exponent, evaluate=False)
+    numbers.exact_power(base, exponent)  # bounded: never a number SymPy could not hold
     return sp.Pow(base, exponent)
-
-
-def _factorial(base):
-    if isinstance(base, sp.Number) and not (isinstance(base, sp.Integer) and 0 <= base <= MAX_EXACT_FACTORIAL):
-        return sp.factorial(base, evaluate=False)  # bounded: 10^{6}! is not computed here
-    return sp.factorial(base)
 
 
 def _product(factors: list) -> sp.Expr:
@@ -224,7 +216,7 @@ class Parser(NameReader):
                 base = _power(base, self.script())
             elif self.peek() == "!":
                 self.pos += 1
-                base = _factorial(base)
+                base = numbers.factorial(base)
             else:
                 return base
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from IPython.display import Image, Markdown
+from IPython.display import HTML, Image, Markdown
 
 from .. import prompts
 from ..base.vocabulary import split_equations
@@ -53,6 +53,13 @@ def set_items(items: Mapping[str, Sequence[Mapping]], index: int = 0) -> Markdow
             lines.append("  \nRenaming: " + ", ".join(f"${a}$ → ${b}$" for a, b in item["renaming"].items()))
         lines.append("")
     return Markdown("\n".join(lines))
+
+
+def table(frame) -> HTML | Markdown:
+    """A DataFrame shown whole (Jupyter would cut it at 60 rows), its text escaped."""
+    if not len(frame):
+        return Markdown("_none_")
+    return HTML(frame.to_html(index=False, escape=True, border=0))
 
 
 def figure(path: Path | str) -> Image:

@@ -197,8 +197,9 @@ def error_distribution(summary):
     shares = table.set_index("model / set")[list(LABELS)].div(table.set_index("model / set")["equations"].clip(lower=1), axis=0) * 100
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(shares) + 1.8))
     colours = {"reference": "#4c9f70", "valid": "#9bd09f", "irrelevant": "#f2c14e",
-               "redundant": "#f78154", "incorrect": "#d1495b", "unparseable": "#7a7a7a"}
-    order = ["reference", "valid", "irrelevant", "redundant", "incorrect", "unparseable"]
+               "redundant": "#f78154", "incorrect": "#d1495b", "unparseable": "#7a7a7a",
+               "too_large": "#3d5a80", "timeout": "#1b1b1b"}
+    order = ["reference", "valid", "irrelevant", "redundant", "incorrect", "unparseable", "too_large", "timeout"]
     shares[order].iloc[::-1].plot.barh(stacked=True, ax=ax, color=[colours[k] for k in order], width=0.8)
     ax.set_xlabel("share of generated equations (%)")
     ax.set_ylabel("")

@@ -11,7 +11,7 @@ A record's set is read off the task name (``derivlib_vr_5shot`` is VR), its pred
 derivation :func:`derivlib.fewshot.extract_derivation` pulls out of the answer (what the task's
 ``process_results`` scores, and what ``prompt`` does with a chat answer), and its model is the
 harness's model name from ``results_<date>.json`` (``model_name``, else the ``pretrained=`` or
-``model=`` of ``model_args``), else the name of the directory the harness wrote the file in, with
+``model=`` of ``model_args``; a local directory by its last component), else the name of the directory the harness wrote the file in, with
 ``+<n>shot`` added so that zero-shot and 5-shot runs of one model are two rows of every table. A
 renamed samples file (not ``samples_<task>_<date>.jsonl``) takes its set from the documents and
 its model from the directory, without shots.
@@ -66,13 +66,30 @@ def is_samples_file(path: Path | str) -> bool:
         return False
     if _SAMPLES_NAME.match(path.name):
         return True
-    with open(path, encoding="utf-8") as fh:
-        first = next((line for line in fh if line.strip()), "")
+    with open(path, "rb") as fh:  # bytes: a file that is not UTF-8 is for the JSONL reader to name
+        first = next((line for line in fh if line.strip()), b"")
     try:
         head = json.loads(first)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return False
     return isinstance(head, dict) and all(k in head for k in SAMPLE_KEYS)
+
+
+def samples_files(directory: Path | str) -> list[Path]:
+    """The latest ``samples_<task>_<date>.jsonl`` of each derivlib task in a directory the harness
+    wrote, in task order (a rerun into the same directory adds files of a later date)."""
+    latest: dict[str, tuple[str, Path]] = {}
+    for path in Path(directory).glob(f"samples_{TASK_PREFIX}_*.jsonl"):
+        match = _SAMPLES_NAME.match(path.name)
+        if match and _TASK_NAME.match(match["task"]):
+            if match["task"] not in latest or match["date"] > latest[match["task"]][0]:
+                latest[match["task"]] = (match["date"], path)
+    return [latest[task][1] for task in sorted(latest, key=_task_order)]
+
+
+def _task_order(name: str) -> tuple:
+    set_name, shots = parse_task_name(name)
+    return shots, SETS.index(set_name)
 
 
 def results_file(samples: Path | str) -> Path | None:
@@ -107,7 +124,9 @@ def model_name(samples: Path | str) -> str:
             raise ValueError(f"{found}: not a readable harness results file ({err})") from None
         name = results.get("model_name") or _model_from_args((results.get("config") or {}).get("model_args"))
         if name:
-            return str(name)
+            name = str(name)
+            # a local model directory is named by its last component, a hub id ("org/name") as it is
+            return Path(name).name if name.startswith(("/", ".", "~")) else name
     return samples.parent.name or samples.stem
 
 
@@ -140,6 +159,8 @@ def load_samples(path: Path | str, model: str | None = None) -> list[dict]:
                              "`python -m derivlib export lm-eval`")
         if set_name is None:  # a renamed file: the set is the doc's own
             set_name = doc["set"]
+            if set_name not in SETS:
+                raise ValueError(f"{where}: doc has set {set_name!r}, expected one of {', '.join(SETS)}")
         if doc["set"] != set_name:
             raise ValueError(f"{where}: doc of set {doc['set']!r} in a file of task {task!r}")
         answer = _first_answer(sample["filtered_resps"])

@@ -27,6 +27,22 @@ DOWNLOAD_HINT = ("set DERIVLIB_PAPER_RESULTS to a directory holding gpt-4_result
 SCORE_NAMES = ("rouge", "bleu", "bleurt", "gleu")
 
 
+def steps_problem(steps, key: str = "srepr_derivation") -> str | None:
+    """What is wrong with the value of a ``srepr_derivation`` field ``key`` as data, or None: it
+    must be a non-empty list of ``[annotation, srepr text]`` steps (whether each srepr reads is
+    for the srepr reader and the verifier to say)."""
+    if not isinstance(steps, list):
+        return f"field {key!r} is {type(steps).__name__}, expected a list of [annotation, srepr] steps"
+    if not steps:
+        return f"field {key!r} is empty, expected at least one [annotation, srepr] step"
+    for number, step in enumerate(steps, 1):
+        if not isinstance(step, list) or len(step) != 2:
+            return f"step {number} of field {key!r} is {json.dumps(step)[:60]}, expected [annotation, srepr]"
+        if not isinstance(step[1], str):
+            return f"step {number} of field {key!r} has a {type(step[1]).__name__} where the srepr text is expected"
+    return None
+
+
 def results_dir() -> Path | None:
     """The released results directory, or None when ``DERIVLIB_PAPER_RESULTS`` is unset or missing."""
     value = os.environ.get(ENV)
@@ -154,6 +170,9 @@ def derivations(path: Path | str):
         for set_name in SETS:
             key = field(set_name, "srepr_derivation")
             if key in item:
+                problem = steps_problem(item[key], key)
+                if problem:
+                    raise ValueError(f"{path}: item {index}: {problem}")
                 yield paper_item_id(index), key, item[key]
 
 

@@ -1,5 +1,8 @@
 """derivlib's own files: derivations, sets and predictions, as files or run directories.
 
+lm-evaluation-harness ``--log_samples`` files of derivlib's exported tasks
+(:mod:`derivlib.readers.harness`) are accepted wherever predictions are read.
+
 Every reader here gives records in the shared vocabulary (:mod:`derivlib.base.vocabulary`) and
 names the file, the line or item and the problem when a record is malformed. An authors'
 results file (:mod:`derivlib.readers.released`) is accepted wherever its content fits.
@@ -11,23 +14,30 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import prompts
-from ..base.files import iter_jsonl
+from ..base.files import iter_jsonl, read_text
 from ..base.vocabulary import (PREDICTION_FIELDS, REQUIRED_ITEM_FIELDS, REQUIRED_PREDICTION_FIELDS, SET_FILES, SETS,
                                paper_item_id)
 from ..derivation import Derivation, from_srepr
 from ..perturb import with_authors_prompt
-from . import released
+from . import harness, released
+
+
+def _json_kind(value) -> str:
+    """How a JSON value that should have been an object reads to a user: list, number, text..."""
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _checked_steps(record) -> list:
     """A record's normalised steps, every srepr read once; ValueError says what is wrong."""
     if not isinstance(record, dict):
-        raise ValueError("not a JSON object")
+        raise ValueError(f"is a JSON {_json_kind(record)}, expected an object")
     if "srepr_derivation" not in record:
-        raise ValueError("lacks srepr_derivation")
+        raise ValueError("lacks srepr_derivation (the field holding the steps)")
+    problem = released.steps_problem(record["srepr_derivation"])
+    if problem:
+        raise ValueError(problem)
     steps = Derivation.from_record(record).steps
-    if not steps:
-        raise ValueError("empty srepr_derivation")
     for _, srepr in steps:
         from_srepr(srepr)
     return steps
@@ -56,6 +66,8 @@ def read_derivations(path: Path | str) -> list[dict]:
         record["srepr_derivation"] = steps
         record.setdefault("id", f"line-{where.split()[-1]}")
         records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no derivations (the file is empty)")
     return records
 
 
@@ -72,9 +84,15 @@ def iter_steps(path: Path | str) -> Iterable[tuple[str, str, list]]:
         yield from released.derivations(path)
         return
     for number, record in iter_jsonl(path):
-        if not isinstance(record, dict) or "srepr_derivation" not in record:
-            raise ValueError(f"{path}: line {number} lacks srepr_derivation")
-        yield str(record.get("id", "?")), "srepr_derivation", record["srepr_derivation"]
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {number} is a JSON {_json_kind(record)}, expected an object "
+                             "with 'srepr_derivation'")
+        if "srepr_derivation" not in record:
+            raise ValueError(f"{path}: line {number} lacks srepr_derivation (the field holding the steps)")
+        problem = released.steps_problem(record["srepr_derivation"])
+        if problem:
+            raise ValueError(f"{path}: line {number}: {problem}")
+        yield str(record.get("id", f"line-{number}")), "srepr_derivation", record["srepr_derivation"]
 
 
 def read_items(path: Path | str) -> list[dict]:
@@ -88,7 +106,7 @@ def read_items(path: Path | str) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no input file {path}")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "a JSON lines file of static items or an authors' results file")
     if text.lstrip().startswith("["):
         try:
             data = json.loads(text)
@@ -109,6 +127,10 @@ def read_items(path: Path | str) -> list[dict]:
     for where, item in entries:
         try:
             steps = _checked_steps(item)
+            wrong = [f"field {key!r} is a JSON {_json_kind(item[key])}, expected text"
+                     for key in ("id", "prompt", "derivation") if key in item and not isinstance(item[key], str)]
+            if wrong:
+                raise ValueError("; ".join(wrong))
             item = {**item, "srepr_derivation": steps}
             if "prompt" not in item:
                 item = with_authors_prompt(item)
@@ -118,6 +140,8 @@ def read_items(path: Path | str) -> list[dict]:
         except (ValueError, TypeError) as err:
             raise ValueError(f"{path}: {where}: {err}") from None
         items.append(item)
+    if not items:
+        raise ValueError(f"{path}: no items (the file is empty)")
     return items
 
 
@@ -167,17 +191,26 @@ def load_prompting_sets(sets_dir: Path | str, max_items: int = 0) -> tuple[list[
 
 def load_predictions(path: Path | str, model_name: str | None = None) -> list[dict]:
     """Prediction records from a derivlib predictions JSONL, a run directory holding
-    ``predictions.jsonl``, or an authors' results JSON file, alike. ``model_name`` renames the
-    model of an authors' file (its name is otherwise read off the file's keys)."""
+    ``predictions.jsonl``, an authors' results JSON file, or lm-evaluation-harness
+    ``--log_samples`` output of derivlib's tasks (a ``samples_<task>_<date>.jsonl``, or the
+    directory the harness wrote them in: the latest file of each task; :mod:`.harness`), alike.
+    ``model_name`` renames the model (of an authors' file it is otherwise read off the file's
+    keys, of a harness file off the harness's results)."""
     path = Path(path)
     if path.is_dir():
         if not (path / "predictions.jsonl").exists():
-            raise FileNotFoundError(f"{path}: no predictions.jsonl in this directory")
+            samples = harness.samples_files(path)
+            if samples:
+                return [record for file in samples for record in harness.load_samples(file, model_name)]
+            raise FileNotFoundError(f"{path}: no predictions.jsonl (nor lm-eval samples_derivlib_*.jsonl) "
+                                    "in this directory")
         path = path / "predictions.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such predictions file or run directory")
     if released.is_results_file(path):
         return released.to_predictions(path, model_name)
+    if harness.is_samples_file(path):
+        return harness.load_samples(path, model_name)
     records = []
     for number, record in iter_jsonl(path):
         if not isinstance(record, dict):
@@ -188,11 +221,13 @@ def load_predictions(path: Path | str, model_name: str | None = None) -> list[di
                              f"(expected fields {', '.join(PREDICTION_FIELDS)})")
         if record["set"] not in SETS:
             raise ValueError(f"{path}: line {number} has set {record['set']!r}, expected one of {', '.join(SETS)}")
-        for key in ("reference", "prediction"):
+        for key in ("id", "model", "set", "reference", "prediction"):
             if not isinstance(record[key], str):
                 raise ValueError(f"{path}: line {number}: field {key!r} is {type(record[key]).__name__}, "
                                  "expected text")
         if model_name:
             record = {**record, "model": model_name}
         records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no prediction records (the file is empty)")
     return records

@@ -1,6 +1,8 @@
 """Stage ``error_analysis`` (notebook ``07_error_analysis``): every generated equation of every
 predictions run (and of the released outputs, when ``DERIVLIB_PAPER_RESULTS`` is set) checked
-symbolically and labelled (:mod:`derivlib.check`), beside the text metrics of its derivation."""
+symbolically and labelled (:mod:`derivlib.check`), beside the text metrics of its derivation;
+the equations that do not parse, by kind; ProcessBench-style numbers of the reference-matching
+step verifier against the symbolic first wrong step."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +26,18 @@ class Params:
     predictions: list = dataclasses.field(default_factory=lambda: ["predict_t5/smoke", "prompt_llm/smoke"])
     include_paper_results: bool = True  # also check the released GPT-4 / FLAN-T5-large outputs when DERIVLIB_PAPER_RESULTS is set
     seed: int = 0  # seed of the numeric check points
+    time_limit: float = 60.0  # seconds a worker may spend on one equation before it is killed (label timeout)
+    workers: int = 1  # worker processes checking derivations; the labels do not depend on it
     profile: str = "smoke"  # label: outputs published under data/error_analysis/<profile> and figures/<profile>/
 
     def check(self) -> None:
         if not all(isinstance(p, str) for p in self.predictions):
             raise ParameterError("parameter 'predictions' must be a list of run directories (strings)")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ParameterError(f"parameter 'workers' must be an integer >= 1, got {self.workers!r}")
+        if not isinstance(self.time_limit, (int, float)) or self.time_limit <= 0:
+            raise ParameterError("parameter 'time_limit' must be a positive number of seconds, "
+                                 f"got {self.time_limit!r}")
         if not self.predictions and not self.include_paper_results:
             raise ParameterError("parameters 'predictions' and 'include_paper_results': nothing to check")
 
@@ -53,6 +62,8 @@ class Result:
     summary: pd.DataFrame                # per model x set: check.COUNT_COLUMNS
     checks: list[check.DerivationCheck]  # one per prediction record, labels per equation
     per_item: pd.DataFrame               # model, set, id, share correct, goal reached, rouge, bleu, gleu
+    failures: pd.DataFrame               # every unparseable equation: model, set, id, index, kind, reason, text
+    processbench: pd.DataFrame           # per model x set: check.processbench_table (reference matching)
     figures: dict[str, Path]             # error_distribution, rouge_vs_validity
 
 
@@ -70,11 +81,9 @@ def _records(run: rundir.Run) -> list[dict]:
 
 def _checked_rows(run: rundir.Run, records: list[dict]) -> list[dict]:
     """One row per record: its check (:meth:`check.DerivationCheck.to_dict`) and its paper metrics."""
-    checks = []
-    for number, record in enumerate(records, 1):
-        checks.append(check.check_record(record, seed=run.params.seed))
-        if number % 200 == 0:
-            run.log(f"checked {number}/{len(records)} derivations")
+    params = run.params
+    checks = check.check_records(records, seed=params.seed, workers=params.workers, time_limit=params.time_limit,
+                                 log=run.log)
     scores = metrics.score_pairs([r["prediction"] for r in records], [r["reference"] for r in records])
     rows = []
     for index, result in enumerate(checks):
@@ -95,16 +104,21 @@ def per_item_table(rows: list[dict]) -> pd.DataFrame:
 
 
 def run(run: rundir.Run) -> Result:
-    """Check every prediction record of the run's inputs; write ``checks.jsonl``, ``summary.csv``
-    and the figures ``error_distribution`` and ``rouge_vs_validity``. A complete run loads."""
+    """Check every prediction record of the run's inputs; write ``checks.jsonl``, ``summary.csv``,
+    ``failures.csv``, ``processbench.csv`` and the figures ``error_distribution`` and
+    ``rouge_vs_validity``. A complete run loads."""
     rows = read_jsonl(run.path("checks.jsonl")) if run.complete else _checked_rows(run, _records(run))
     checks = [check.DerivationCheck.from_dict(row) for row in rows]
     summary = check.summarize(checks)
     per_item = per_item_table(rows)
+    failures = check.failures_table(checks)
+    processbench = check.processbench_table(checks)
     if not run.complete:
         write_jsonl(run.path("checks.jsonl"), rows)
         summary.to_csv(run.path("summary.csv"), index=False)
+        failures.to_csv(run.path("failures.csv"), index=False)
+        processbench.to_csv(run.path("processbench.csv"), index=False)
         run.save_figure(plots.error_distribution(summary), "error_distribution")
         run.save_figure(plots.metric_vs_validity(per_item, "rouge"), "rouge_vs_validity")
         run.finish(derivations=len(rows), equations=int(summary["equations"].sum()))
-    return Result(summary, checks, per_item, run.figures())
+    return Result(summary, checks, per_item, failures, processbench, run.figures())

@@ -8,6 +8,10 @@ ours), ``rejections.json`` (rejected proposals by reason, also in ``meta.json``)
 verifier's report on every generated step), ``released_verification.json`` (the same for the
 authors' released derivations, when available) and the four figures. While it runs,
 ``chunks/`` keeps each finished chunk of derivations, so an interrupted run resumes.
+
+The chunks and the verification run on local worker processes (``backend="loky"``) or on a Dask
+cluster (``backend="dask"``, a ``LocalCluster`` or the one at ``scheduler``), through
+:func:`derivlib.base.parallel.backend`; the files are the same either way.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from .. import generate, verify
+from ..base import parallel
 from ..base.files import atomic_write_json, read_jsonl, write_jsonl
 from ..base.params import ParameterError, from_namespace
 from ..base.vocabulary import split_equations
@@ -43,13 +48,16 @@ class Params(generate.GeneratorConfig):
 
     n_derivations: int = 2000  # smoke size; the paper profile uses 30000
     seed: int = 0  # derivation i is drawn from item_rng(seed, i): same seed, same file
-    workers: int = 1  # worker processes (joblib); never changes the output
+    workers: int = 1  # worker processes (loky's, or the dask LocalCluster's); never changes the output
+    backend: str = "loky"  # "loky": local worker processes; "dask": a distributed cluster (same output)
+    scheduler: str = ""  # dask scheduler, e.g. "tcp://10.0.0.5:8786"; "": a LocalCluster of `workers` processes
     profile: str = "smoke"  # label: outputs published under data/generate/<profile> and figures/<profile>/
 
     def check(self) -> None:
         if isinstance(self.n_derivations, bool) or self.n_derivations <= 0:
             raise ParameterError(f"parameter 'n_derivations' must be a positive integer, got {self.n_derivations!r}")
         generate.check_workers(self.workers)
+        parallel.check(self.backend, self.scheduler, self.workers)
         self.generator_config().check()
 
     def generator_config(self) -> generate.GeneratorConfig:
@@ -204,12 +212,15 @@ def run(run: rundir.Run) -> Result:
             logged[0] = done
             run.log(f"{done}/{total} derivations")
 
-    records, rejections = generate.generate(n, params.seed, params.workers, params.generator_config(),
-                                            chunk_store=ChunkDirectory(run.path("chunks")), progress=progress)
-    write_jsonl(run.path("derivations.jsonl"), records)
-    atomic_write_json(run.path("rejections.json"), rejections)
-    run.log(f"verifying every step of the {len(records)} derivations")
-    report = verify_records(records, str(run.final / "derivations.jsonl"), params.workers)
+    # chunks keyed by (seed, index range) and stored as they arrive: any backend and any number
+    # of workers give the same files, and a rerun resumes from the stored chunks
+    with parallel.backend(params.backend, params.workers, params.scheduler, log=run.log) as jobs:
+        records, rejections = generate.generate(n, params.seed, jobs, params.generator_config(),
+                                                chunk_store=ChunkDirectory(run.path("chunks")), progress=progress)
+        write_jsonl(run.path("derivations.jsonl"), records)
+        atomic_write_json(run.path("rejections.json"), rejections)
+        run.log(f"verifying every step of the {len(records)} derivations")
+        report = verify_records(records, str(run.final / "derivations.jsonl"), jobs)
     atomic_write_json(run.path("verification.json"), report.to_json())
     run.log(report.summary().splitlines()[0])
     run.meta["released_digest"] = released.results_digest()[0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import baseline
-from ..base.files import read_jsonl, write_jsonl
+from ..base.files import read_jsonl, read_text, write_jsonl
 from ..base.params import ParameterError, from_namespace
 from ..base.vocabulary import SETS
 from ..models import t5
@@ -27,6 +27,8 @@ STAGE = "predict_t5"
 BASELINE_FIGURE = "predict_t5_vs_copy_prompt"
 #: Outputs shown below the summary: the first few static items of the model.
 N_SAMPLES = 3
+#: Weight files a saved model directory holds one of (transformers' names).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +68,38 @@ def open_run(namespace, out=None) -> rundir.Run:
     params = from_namespace(Params, namespace)
     model_run = rundir.resolve_run_dir(params.model, "model")
     t5.check_model_dir(model_run / "model")
+    check_model_files(model_run)
     sets_dir = rundir.resolve_run_dir(params.sets, "sets")
     if out is not None:
         rundir.refuse_out_over_input(out, model_run, "model")
         rundir.refuse_out_over_input(out, sets_dir, "sets")
     return rundir.start_run(STAGE, params, upstream={"model": model_run, "sets": sets_dir}, out=out)
+
+
+def trained_model_label(model_run: Path) -> str:
+    """The ``model`` label a train_t5 run recorded in its ``summary.json``."""
+    path = Path(model_run) / "summary.json"
+    try:
+        label = json.loads(read_text(path, "the train_t5 run's summary.json")).get("model")
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: not a train_t5 summary ({err})") from None
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"{path}: lacks the trained model's label (field 'model', text)")
+    return label
+
+
+def check_model_files(model_run: Path) -> None:
+    """Fail before decoding when the saved model of a train_t5 run cannot be read: a summary
+    without the model's label, a ``config.json`` that is not JSON, no weights file."""
+    trained_model_label(model_run)
+    model_dir = Path(model_run) / "model"
+    try:
+        json.loads(read_text(model_dir / "config.json", "the saved model's config.json"))
+    except ValueError as err:
+        raise ValueError(f"{model_dir / 'config.json'}: not a model configuration ({err})") from None
+    weights = [name for name in WEIGHT_FILES if (model_dir / name).is_file() and (model_dir / name).stat().st_size]
+    if not weights:
+        raise FileNotFoundError(f"{model_dir}: no model weights (expected one of {', '.join(WEIGHT_FILES)})")
 
 
 def run(run: rundir.Run) -> Result:
@@ -83,8 +112,12 @@ def run(run: rundir.Run) -> Result:
     model_run = Path(run.upstream["model"])
     test_sets = {name: load_set(sets_dir, name) for name in SETS}
     t5.set_cpu_threads(params.workers)
-    model, tokenizer = t5.load_model(model_run / "model")
-    trained_label = json.loads((model_run / "summary.json").read_text())["model"]
+    try:
+        model, tokenizer = t5.load_model(model_run / "model")
+    except Exception as err:  # noqa: BLE001 -- torch, safetensors, tokenizers and transformers each raise their own
+        raise ValueError(f"{model_run / 'model'}: cannot load the saved model ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:300]})") from None
+    trained_label = trained_model_label(model_run)
     decoding = params.decode_config()
     records: list[dict] = []
     for name, items in test_sets.items():

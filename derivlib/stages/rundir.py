@@ -26,13 +26,13 @@ from typing import Any, Mapping
 
 from filelock import FileLock, Timeout
 
-from ..base.files import atomic_write_json, atomic_write_text
+from ..base.files import atomic_write_json, atomic_write_text, refuse_overlap, writable_directory
 from ..base.params import ParameterError, params_dict
 
 COMPLETE = "COMPLETE"
 #: Parameters that name *where* things go or how they are labelled, not *what* they contain:
 #: they never enter the run key, so the same experiment under two labels shares one directory.
-UNHASHED = {"profile", "data_root", "workers", "figures_root", "concurrency"}
+UNHASHED = {"profile", "data_root", "workers", "backend", "scheduler", "figures_root", "concurrency"}
 
 
 def data_root() -> Path:
@@ -144,6 +144,9 @@ class Run:
     publish: bool = True  # also name the run <stage>/<profile>; off for a directory the user chose
     lock: Any = None
     figure_names: list = dataclasses.field(default_factory=list)
+    #: False in the other processes of one distributed job (ranks != 0 of ``accelerate launch``
+    #: or ``torchrun``): they compute in the same directory but never write, lock or finish it.
+    writer: bool = True
 
     @property
     def complete(self) -> bool:
@@ -156,6 +159,8 @@ class Run:
         """One progress line, to the notebook (stdout) and to the run's ``log.txt``."""
         stamp = _dt.datetime.now().strftime("%H:%M:%S")
         line = f"[{stamp}] {message}"
+        if not self.writer:
+            return
         print(line, flush=True)
         with open(self.dir / "log.txt", "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
@@ -164,8 +169,9 @@ class Run:
         """Save ``fig`` as ``<run>/figures/<name>.png``; :meth:`finish` publishes it under
         ``figures/<profile>/``. Returns the figure's path once the run is complete."""
         target = self.dir / "figures" / f"{name}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(target, dpi=150, bbox_inches="tight")
+        if self.writer:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(target, dpi=150, bbox_inches="tight")
         import matplotlib.pyplot as plt  # optional heavy dependency, loaded by whoever drew fig
         plt.close(fig)
         if name not in self.figure_names:
@@ -180,7 +186,9 @@ class Run:
 
     def finish(self, **counts: Any) -> None:
         """Record the end and the counts, write the completion marker last, and move the run
-        into place."""
+        into place (in the writing process only)."""
+        if not self.writer:
+            return
         self.meta["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
         self.meta.setdefault("counts", {}).update(counts)
         if self.figure_names:
@@ -254,9 +262,16 @@ def _complete_key(directory: Path) -> str | None:
         return None
 
 
+def _complete_stage(directory: Path) -> str | None:
+    try:
+        return json.loads((directory / "meta.json").read_text())["stage"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = None,
               root: Path | str | None = None, inputs: Mapping[str, str] | None = None,
-              out: Path | str | None = None, wait: float = -1) -> Run:
+              out: Path | str | None = None, wait: float = -1, writer: bool = True) -> Run:
     """Open (or reopen) the run directory of ``stage`` for ``params``.
 
     ``params`` is a validated dataclass (:func:`derivlib.base.params.validate`). ``upstream``
@@ -270,6 +285,9 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     the run is (re)started in ``<dir>.partial`` under an exclusive lock: a second process
     opening the same run waits up to ``wait`` seconds (forever when negative) and then finds it
     complete, or resumes what the first one left.
+
+    ``writer=False`` (the ranks != 0 of one distributed job, opened after rank 0 has opened the
+    run): the same run, without lock, and nothing is ever written to it from this process.
     """
     upstream_keys = {}
     upstream_dirs = {}
@@ -285,11 +303,13 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     inputs = dict(inputs or {})
     key = run_key(stage, params, upstream_keys, inputs)
     if out is not None:
+        # every upstream run stays as it is: an --out that is, holds or lies inside one is refused
+        refuse_overlap(out, [(f"the run directory of parameter {n!r}", p) for n, p in upstream_dirs.items()])
         final = Path(out)
         found = _complete_key(final)
         if found is not None and found != key:
-            raise RunConflict(f"{final} holds a complete {stage} run of other parameters (key {found}, "
-                              f"this run's key {key}); choose another --out or remove it")
+            raise RunConflict(f"{final} holds a complete {_complete_stage(final) or stage} run of other "
+                              f"parameters (key {found}, this run's key {key}); choose another --out or remove it")
         if final.exists() and not final.is_dir():
             raise ParameterError(f"--out {final} is a file, expected a run directory")
         if final.is_dir() and any(final.iterdir()) and not (final / "meta.json").exists():
@@ -298,6 +318,10 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     else:
         base = Path(root) if root is not None else Path(getattr(params, "data_root", "") or data_root())
         final = base / stage / key
+    if not writer:
+        return _follow(stage, key, final, params, upstream_dirs, inputs)
+    writable_directory(final.parent, f"--out {out}" if out is not None else
+                       f"the data root {base} ($DERIVLIB_DATA, default data/)")
     final.parent.mkdir(parents=True, exist_ok=True)
     lock_path = str(final.parent / f".{final.name}.lock")
     earlier = _HELD.pop(lock_path, None)
@@ -311,7 +335,13 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     except Timeout:
         raise RunConflict(f"{final} is being written by another process (lock "
                           f"{lock.lock_file}); wait for it or stop it") from None
-    if _complete_key(final) == key:
+    found = _complete_key(final)
+    if out is not None and found is not None and found != key:
+        # another writer of this --out finished while this one waited: its run is kept
+        lock.release()
+        raise RunConflict(f"{final} now holds a complete {stage} run of other parameters (key {found}), "
+                          f"written by another process while this one waited; choose another --out")
+    if found == key:
         lock.release()
         meta = json.loads((final / "meta.json").read_text())
         run = Run(stage=stage, key=key, dir=final, params=params, upstream=upstream_dirs, meta=meta,
@@ -328,6 +358,19 @@ def start_run(stage: str, params, upstream: Mapping[str, Path | str] | None = No
     _HELD[lock_path] = lock
     return Run(stage=stage, key=key, dir=partial, params=params, upstream=upstream_dirs, meta=meta,
                final=final, inputs=inputs, publish=out is None, lock=lock)
+
+
+def _follow(stage: str, key: str, final: Path, params, upstream_dirs: dict, inputs: dict) -> Run:
+    # the run as the writing process (rank 0) has opened it: complete, or its .partial
+    directory = final if _complete_key(final) == key else final.with_name(final.name + ".partial")
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+    except (OSError, ValueError):
+        raise RunConflict(f"{directory} was not opened by the writing process (rank 0) of this "
+                          "distributed job") from None
+    return Run(stage=stage, key=key, dir=directory, params=params, upstream=upstream_dirs, meta=meta,
+               final=final, inputs=inputs, publish=False, figure_names=meta.get("figures", []),
+               writer=False)
 
 
 def _partial_key(directory: Path) -> str | None:
@@ -353,9 +396,11 @@ def resolve_run_dir(value: str | Path, name: str) -> Path:
 
 
 def refuse_out_over_input(out: Path | str, source: Path | str, name: str) -> None:
-    """A finished run replaces its ``--out`` directory as a whole: refuse an ``out`` that holds
-    (or is) the input ``source``, which the run would otherwise delete."""
-    out_path, source_path = Path(out).resolve(), Path(source).resolve()
-    if source_path == out_path or source_path.is_relative_to(out_path):
-        raise ParameterError(f"--out {out} holds the input {source} (parameter {name!r}), which the "
-                             "finished run would replace; choose another --out")
+    """A finished run replaces its ``--out`` directory as a whole: refuse an ``out`` that is, holds,
+    or lies inside the input ``source`` (parameter ``name``), or inside the complete run directory
+    holding a ``source`` file (:func:`derivlib.base.files.refuse_overlap`)."""
+    source = Path(source)
+    inputs = [(f"parameter {name!r}", source)]
+    if source.is_file() and (source.parent / COMPLETE).exists():
+        inputs.append((f"the run directory of parameter {name!r}", source.parent))
+    refuse_overlap(out, inputs)

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from .. import perturb, sets
+from ..base import parallel
 from ..base.files import file_digest, read_jsonl, write_jsonl
 from ..base.params import ParameterError, from_namespace, validate
 from ..presentation import plots
@@ -91,7 +92,13 @@ def run(run: rundir.Run) -> Result:
         source = Path(run.upstream["derivations"]) if "derivations" in run.upstream else Path(run.params.derivations)
         derivations = runs.read_derivations(source)
         run.log(f"{len(derivations)} derivations from {source}")
-        built = sets.build_sets(derivations, run.params.sets_config(), log=run.log)
+        # the perturbations' worker processes end with the block, and die with this process if killed
+        with parallel.backend("loky", run.params.workers):
+            built = sets.build_sets(derivations, run.params.sets_config(), log=run.log)
+        empty = [name for name in ("train", "static") if not built.items.get(name)]
+        if empty:  # a sets run without training or test items is not a result: nothing is written
+            raise ValueError(f"{source}: {len(derivations)} derivation(s) gave no {' and no '.join(empty)} "
+                             "items; give more derivations (or smaller n_static)")
         sets.write_sets(run.dir, built)
         run.save_figure(plots.set_statistics(sets.item_table(built.items)), FIGURE)
         run.finish(**built.counts)
@@ -144,6 +151,11 @@ def perturb_file(values: Mapping[str, Any], out: Path | str | None = None) -> Pe
                              counts.get("skipped", {}), run.path(f"{name}.jsonl"), run.dir)
     options = {} if params.verify else {"verify": None}
     perturbed, skipped = perturb.perturb_records(items, params.kind, params.seed, **options)
+    if not perturbed:  # nothing perturbed is not a result: the run stays unfinished, nothing is written
+        run.release()
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())) or "none"
+        raise ValueError(f"{source}: {params.kind} applies to none of its {len(items)} item(s) "
+                         f"(skipped: {reasons})")
     write_jsonl(run.path(f"{name}.jsonl"), perturbed)
     skipped = dict(sorted(skipped.items()))
     run.finish(items=len(items), perturbed=len(perturbed), skipped=skipped)

@@ -4,6 +4,12 @@ The run directory holds ``model/`` (weights and tokenizer of the best dev ROUGE-
 ``history.json`` (the Trainer's log), ``summary.json`` (counts, losses, precision, torch
 threads, device), ``dev_samples.jsonl`` and the loss-curve figure ``train_t5_loss``. An
 interrupted run resumes from its last checkpoint when it is opened again.
+
+Several processes (``accelerate launch --multi_gpu --num_processes N -m derivlib train ...``, or
+``torchrun``; gloo on CPUs, NCCL on GPUs) train one model with the Trainer's data parallelism:
+rank 0 opens the run directory first and is the only one that writes, locks and finishes it; the
+other ranks compute in the same directory (the Trainer's checkpoints are shared) and write
+nothing of the run's own.
 """
 from __future__ import annotations
 
@@ -59,7 +65,15 @@ def open_run(namespace, out=None) -> rundir.Run:
     if out is not None:
         rundir.refuse_out_over_input(out, sets_dir, "sets")
     t5.check_model_source(params.model)
-    return rundir.start_run(STAGE, params, upstream={"sets": sets_dir}, out=out)
+    import torch  # optional heavy dependency: after prefer_passive_threads
+    from accelerate import PartialState  # optional heavy dependency
+
+    # one process, or this process's rank in a distributed launch; on the device the Trainer
+    # will use (its use_cpu), so that a CPU-only launch is distributed over gloo
+    state = PartialState(cpu=not torch.cuda.is_available())
+    with state.main_process_first():  # rank 0 opens (and prepares) the directory before the others look
+        return rundir.start_run(STAGE, params, upstream={"sets": sets_dir}, out=out,
+                                writer=state.is_main_process)
 
 
 def run(run: rundir.Run) -> Result:
@@ -76,6 +90,9 @@ def run(run: rundir.Run) -> Result:
     t5.set_cpu_threads(params.workers)
     trained = t5.train(train_items, dev_items, run.dir, params.train_config(), held_out_texts=held_out,
                        log=run.log)
+    if not run.writer:  # another rank of a distributed training: rank 0 writes the run
+        return Result(summary=trained.summary, history=trained.history, samples=trained.samples,
+                      model_dir=run.final / "model", figures={})
     atomic_write_json(run.path("summary.json"), trained.summary)
     write_jsonl(run.path("dev_samples.jsonl"), trained.samples)
     run.save_figure(plots.loss_curve(trained.history), LOSS_FIGURE)

@@ -1,0 +1,240 @@
+"""Checking many records (:func:`check_records`) in worker processes that enforce the time limit.
+
+Each record is one task of a :class:`pebble.ProcessPool`. While it runs, the worker writes the
+step it is on (reading the reference, equation i, the relevance pass) and when it began into
+shared memory; the parent polls it, and when one step has run for more than ``time_limit``
+seconds it cancels the task: pebble kills that worker and starts a fresh one (no signals in the
+checking code, so it is safe off the main thread). The step gets the label ``timeout`` and the
+record is checked again from the start with that step skipped, so every other equation is still
+labelled. A worker that dies (e.g. at its memory limit) labels its step ``too_large`` the same
+way. Memory: each worker's address space may grow by ``memory_limit_mb`` beyond its size at
+start-up (``RLIMIT_AS``, Linux); past it allocations fail with MemoryError (label ``too_large``).
+
+Labels do not depend on the number of workers: each record is checked by itself, with check
+points seeded from (seed, symbol name), and the results are put back in input order. A
+``timeout`` depends on the machine's speed, which is why the structural budgets
+(:mod:`.budgets`) come first and the limit is generous: no released or generated equation comes
+near it.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import functools
+import multiprocessing
+import os
+import time
+from concurrent.futures.process import BrokenProcessPool
+from typing import Callable, Iterable
+
+import pebble
+
+from .derivations import RELEVANCE, SETUP, DerivationCheck, EquationCheck, check_record, validate_record
+
+try:
+    import resource
+except ImportError:  # not on Windows: workers run without a memory limit there
+    resource = None
+
+TIME_LIMIT = 60.0       # seconds one step (an equation, reading the reference) may take in a worker
+MEMORY_LIMIT_MB = 2048  # address space a worker may add to its size at start-up
+_POLL = 0.05            # seconds between looks at the workers' progress
+_SPAN = 1024            # progress = attempt * _SPAN + step + 2 (a step is in -1 .. RELEVANCE)
+_NOT_STARTED = -2
+
+_progress = None  # the shared arrays, in a worker
+_started = None
+
+
+def _init_worker(progress, started, memory_limit_mb: int) -> None:
+    global _progress, _started
+    _progress, _started = progress, started
+    if memory_limit_mb:
+        limit_memory(memory_limit_mb)
+
+
+def limit_memory(memory_limit_mb: int) -> int | None:
+    """Limit this process's address space to its present size plus ``memory_limit_mb`` MiB
+    (``RLIMIT_AS``; what a worker calls when it starts). Returns the limit in bytes, or None where
+    the size cannot be read (not Linux): there the process stays unlimited."""
+    size = _address_space()
+    if size is None or resource is None:
+        return None
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = size + memory_limit_mb * 2**20
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit
+
+
+def _address_space() -> int | None:
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _report(index: int, attempt: int, step: int) -> None:
+    _started[index] = time.monotonic()  # first the time, then the step it belongs to
+    _progress[index] = attempt * _SPAN + step + 2
+
+
+def _task(index: int, attempt: int, record: dict, seed: int, skip: dict, relevance: bool) -> DerivationCheck:
+    return check_record(record, seed, skip=skip, relevance=relevance,
+                        progress=functools.partial(_report, index, attempt))
+
+
+def _start_method():
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # workers fork from a server that has imported the checker once: a fresh worker (after a
+        # kill) starts in milliseconds, with none of the parent's memory (a notebook kernel's)
+        context.set_forkserver_preload([__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _whole(record: dict, label: str, reason: str) -> DerivationCheck:
+    """The check of a record whose reference could not be read in time: one entry."""
+    text = record["prediction"] if isinstance(record["prediction"], str) else " and ".join(record["prediction"])
+    return DerivationCheck(id=str(record.get("id", "")), model=str(record.get("model", "")),
+                           set=str(record.get("set", "")), equations=[EquationCheck(text[:200], label, reason)],
+                           goal_reached=False, skipped_steps=0, length=1,
+                           reference_length=len(record["srepr_derivation"]))
+
+
+class _Run:
+    """One parallel check of ``records``: what is waiting, running and done, and each record's
+    attempt, skipped steps and relevance flag."""
+
+    def __init__(self, records: list[dict], seed: int, workers: int, time_limit: float, memory_limit_mb: int,
+                 log: Callable[[str], None] | None):
+        self.records, self.seed, self.workers, self.time_limit = records, seed, workers, time_limit
+        self.memory_limit_mb, self.log = memory_limit_mb, log
+        self.results: list[DerivationCheck | None] = [None] * len(records)
+        self.attempt = [0] * len(records)
+        self.skip: list[dict] = [{} for _ in records]
+        self.relevance = [True] * len(records)
+        self.waiting = collections.deque(range(len(records)))
+        self.running: dict = {}
+        self.done = 0
+
+    def step(self, index: int) -> int:
+        """The step the current attempt at ``index`` is on (``_NOT_STARTED`` before it starts)."""
+        value = self.progress[index]
+        if value // _SPAN != self.attempt[index]:
+            return _NOT_STARTED  # not started, or a message of an attempt already given up
+        return value % _SPAN - 2
+
+    def run(self) -> list[DerivationCheck]:
+        context = _start_method()
+        self.progress = context.RawArray("q", len(self.records))
+        self.started = context.RawArray("d", len(self.records))
+        pool = pebble.ProcessPool(max_workers=self.workers, initializer=_init_worker,
+                                  initargs=(self.progress, self.started, self.memory_limit_mb), context=context)
+        try:
+            while self.waiting or self.running:
+                self._submit(pool)
+                finished, _ = concurrent.futures.wait(list(self.running), timeout=_POLL,
+                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    self._collect(future)
+                self._enforce_time_limit()
+        except BrokenProcessPool as err:  # workers that cannot even start (e.g. a script without a main guard)
+            raise OSError(f"the checking workers could not start or all died ({err}); a script that calls "
+                          "check_records with workers must guard its code with if __name__ == '__main__'") from None
+        finally:
+            pool.stop()
+            pool.join()
+        return self.results
+
+    def _submit(self, pool) -> None:
+        while self.waiting and len(self.running) < 2 * self.workers:
+            index = self.waiting.popleft()
+            self.attempt[index] += 1
+            self.progress[index] = self.attempt[index] * _SPAN  # not started
+            future = pool.schedule(_task, args=(index, self.attempt[index], self.records[index], self.seed,
+                                                dict(self.skip[index]), self.relevance[index]))
+            self.running[future] = index
+
+    def _collect(self, future) -> None:
+        index = self.running.pop(future, None)
+        if index is None:
+            return  # cancelled by _enforce_time_limit, already handled
+        try:
+            self.results[index] = future.result()
+        except pebble.ProcessExpired as err:
+            self._stopped(index, "too_large", f"the worker died (exit code {err.exitcode}), presumably at its "
+                                              f"memory limit ({self.memory_limit_mb} MiB over its start-up size)")
+            return
+        except MemoryError:  # raised outside the equations' own handling (reading the reference)
+            self._stopped(index, "too_large", f"the worker's memory limit ({self.memory_limit_mb} MiB over its "
+                                              "start-up size) was reached")
+            return
+        except concurrent.futures.CancelledError:
+            return
+        except ValueError as err:
+            raise ValueError(f"record {index + 1} ({self.records[index].get('id', '?')!r}): {err}") from None
+        self.done += 1
+        if self.log and self.done % 200 == 0:
+            self.log(f"checked {self.done}/{len(self.records)} derivations")
+
+    def _enforce_time_limit(self) -> None:
+        now = time.monotonic()
+        for future, index in list(self.running.items()):
+            if self.step(index) == _NOT_STARTED or now - self.started[index] <= self.time_limit:
+                continue
+            if future.cancel():  # pebble kills the worker running it and starts another
+                del self.running[future]
+                self._stopped(index, "timeout", f"took more than {self.time_limit:g} s (the worker was killed "
+                                                "and replaced)")
+
+    def _stopped(self, index: int, label: str, reason: str) -> None:
+        """The current step of ``index`` ran out of time or memory: label it and try again."""
+        step = self.step(index)
+        if step in (SETUP, _NOT_STARTED):
+            self.results[index] = _whole(self.records[index], label,
+                                         f"reading the reference or splitting the prediction: {reason}")
+            self.done += 1
+            return
+        if step == RELEVANCE:
+            self.relevance[index] = False
+        else:
+            self.skip[index][step] = (label, reason)
+        self.waiting.appendleft(index)
+
+
+def check_records(records: Iterable[dict], seed: int = 0, workers: int = 0, time_limit: float = TIME_LIMIT,
+                  memory_limit_mb: int = MEMORY_LIMIT_MB, log: Callable[[str], None] | None = None
+                  ) -> list[DerivationCheck]:
+    """Check every record; the same labels for any ``workers``.
+
+    ``workers=0`` checks in this process, with the structural budgets only (no time limit, no
+    memory limit): for debugging and for trusted inputs. ``workers >= 1`` uses that many worker
+    processes, each step limited to ``time_limit`` seconds and each worker's growth to
+    ``memory_limit_mb`` MiB (module docstring). ``log`` receives a progress line every 200
+    derivations. A record that cannot be checked at all raises ValueError naming it. Workers
+    start by ``forkserver`` (``spawn`` where there is none), so a script calling this with
+    workers needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    records = list(records)
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    if time_limit <= 0:
+        raise ValueError(f"time_limit must be positive, got {time_limit!r}")
+    for number, record in enumerate(records, 1):
+        try:
+            validate_record(record)
+        except ValueError as err:
+            raise ValueError(f"record {number}: {err}") from None
+    if workers == 0 or not records:
+        checks = []
+        for number, record in enumerate(records, 1):
+            checks.append(check_record(record, seed))
+            if log and number % 200 == 0:
+                log(f"checked {number}/{len(records)} derivations")
+        return checks
+    return _Run(records, seed, workers, time_limit, memory_limit_mb, log).run()
