@@ -228,6 +228,8 @@ def load_predictions(path: Path | str, model_name: str | None = None) -> list[di
         if model_name:
             record = {**record, "model": model_name}
         records.append(record)
-    if not records:
+    if not records and (path.parent / "COMPLETE").exists() is False:
+        # A complete run may hold no predictions (an LLM run that replayed nothing offline);
+        # an empty file given on its own is a mistake.
         raise ValueError(f"{path}: no prediction records (the file is empty)")
     return records
