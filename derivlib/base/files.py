@@ -71,7 +71,7 @@ def iter_jsonl(path: Path | str):
                 yield number, json.loads(line)
             except json.JSONDecodeError as err:
                 cut = " (the file ends inside this line: truncated?)" if not raw.endswith(b"\n") else ""
-                raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg} at column "
+                raise ValueError(f"{path}: line {number} is not valid JSON ({err.msg}, column "
                                  f"{err.colno}){cut}") from None
 
 
@@ -104,8 +104,10 @@ def check_writable(path: Path | str, name: str = "out") -> Path:
     """Fail early, before any work, if the file ``path`` cannot be written. Leaves nothing behind."""
     path = Path(path)
     writable_directory(path.parent if path.parent != Path("") else Path("."), f"parameter {name!r}")
-    if path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
-        raise ParameterError(f"parameter {name!r}: cannot write {path}")
+    if path.is_dir():
+        raise ParameterError(f"parameter {name!r}: cannot write {path}: it is a directory, expected a file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ParameterError(f"parameter {name!r}: cannot write {path} (not writable)")
     return path
 
 

@@ -19,6 +19,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     records = read_results(args)
+    if not records:  # a complete run may hold none (05 offline): nothing to score, said with its name
+        raise ValueError(f"{', '.join(map(str, args.results))}: no prediction records to score")
     if args.format == "csv":
         scores = scoring.score_records(records, metrics.PAPER_METRICS)
         scoring.csv_rows(scores, metrics.PAPER_METRICS).to_csv(

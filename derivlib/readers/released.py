@@ -39,7 +39,7 @@ def steps_problem(steps, key: str = "srepr_derivation") -> str | None:
         if not isinstance(step, list) or len(step) != 2:
             return f"step {number} of field {key!r} is {json.dumps(step)[:60]}, expected [annotation, srepr]"
         if not isinstance(step[1], str):
-            return f"step {number} of field {key!r} has a {type(step[1]).__name__} where the srepr text is expected"
+            return f"step {number} of field {key!r} holds {json.dumps(step[1])[:40]} where the srepr text is expected"
     return None
 
 
