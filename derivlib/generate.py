@@ -9,6 +9,12 @@ than 350 characters, no function nested in another's arguments, no repeated
 derivation is done once that chain has at least L equations, L = round(Normal(7, 3)) resampled
 until 3 < L < 10. 100 rejected proposals abandon a derivation.
 
+A length the generator cannot reach would otherwise have every derivation abandoned, for ever:
+after :func:`abandon_budget` derivations abandoned in a row (in index order; 5 with the authors'
+100 rejections), generation stops with :class:`Stalled`, a one-line ``ValueError`` naming the
+parameters and the longest chain reached. With the authors' parameters 0.25% of derivations are
+abandoned (5 of 2,005, seed 0), so five in a row come about once in 10^13 derivations.
+
 Differences from the authors' code, each deliberate:
 - every draw comes from ``item_rng(seed, index)`` (:mod:`derivlib.base.seeding`), and free
   symbols are sorted before drawing, so the same seed gives the same file with any number of
@@ -27,6 +33,8 @@ Differences from the authors' code, each deliberate:
   code discarded the whole derivation);
 - a repeated ``evaluate_integrals`` counts against the budget of 100 rejections (the authors'
   loop did not count it, so it could in principle spin forever);
+- abandoned derivations have a budget too (:func:`abandon_budget`; the authors' loop started
+  new derivations until it had enough, for ever if none could reach its length);
 - ``evaluate_integrals`` replaces an integral when its value differs from it structurally (the
   authors compared ``str(simplify(...))``);
 - equation numbers are always stored as integers (the authors' files hold 10 and 11 as strings).
@@ -65,6 +73,7 @@ from __future__ import annotations
 import random
 import statistics
 import string
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator, MutableMapping, Sequence
@@ -93,10 +102,26 @@ MIN_CHUNK, MAX_CHUNK = 8, 250
 #: files stay the same: a candidate on which SymPy recurses deeply, but not without end, is
 #: accepted or rejected depending on it.
 RECURSION_BUDGET = 1002
+#: The budget of abandoned derivations (:func:`abandon_budget`): derivations abandoned in a row
+#: stop generation once they number at least MIN_ABANDONED and their rejected proposals at least
+#: ABANDONED_PROPOSALS. It bounds the work spent on one requested derivation: an abandoned
+#: derivation costs ``max_rejections`` proposals, so cheap ones (a small ``max_rejections``,
+#: where most derivations are abandoned but records still come) get more tries.
+MIN_ABANDONED, ABANDONED_PROPOSALS = 5, 500
 
 
 def chunk_size_for(n: int) -> int:
     return max(MIN_CHUNK, min(MAX_CHUNK, -(-n // 16)))
+
+
+def abandon_budget(config: "GeneratorConfig") -> int:
+    """Derivations abandoned in a row after which generation stops with :class:`Stalled`."""
+    return max(MIN_ABANDONED, -(-ABANDONED_PROPOSALS // config.max_rejections))
+
+
+class Stalled(ValueError):
+    """The budget of derivations abandoned in a row is spent: the parameters give no derivations
+    (or almost none). The message names the parameters, the indices and the longest chain."""
 
 
 # ----------------------------------------------------------------------------------- parameters
@@ -492,9 +517,11 @@ def draw_length(rng: random.Random, config: GeneratorConfig) -> int:
 
 
 def _generate_steps(rng: random.Random, config: GeneratorConfig, rejections: Counter):
+    """(the chain, its length) of a finished derivation, or (None, the longest chain's length)
+    of an abandoned one."""
     target = draw_length(rng, config)
     state = _State([rules.get_premise(rng)], ["premise"])
-    failures = 0
+    failures, reached = 0, 1
     while True:
         try:
             eq, annotation = _propose(state, rng, config)
@@ -503,32 +530,38 @@ def _generate_steps(rng: random.Random, config: GeneratorConfig, rejections: Cou
             failures += 1
             if failures >= config.max_rejections:
                 rejections["abandoned_derivation"] += 1
-                return None
+                return None, reached
             continue
         state.append(eq, annotation)
         chain = longest_chain(state.equations, state.annotations)
+        reached = max(reached, len(chain))
         if len(chain) >= target:
-            return chain
+            return chain, reached
 
 
-def _derive(seed: int, index: int, config: GeneratorConfig, rejections: Counter) -> dict | None:
-    """Derivation ``index`` of stream ``seed``, inside the generating context of
-    :func:`generate_range` (SymPy's stand-ins and the recursion budget)."""
+def _derive(seed: int, index: int, config: GeneratorConfig, rejections: Counter) -> tuple[dict | None, int]:
+    """(record or None if abandoned, the longest chain's length) of derivation ``index`` of
+    stream ``seed``, inside the generating context of :func:`generate_range` (SymPy's stand-ins
+    and the recursion budget)."""
     rng = item_rng(seed, index, "generate")
-    chain = _generate_steps(rng, config, rejections)
+    chain, reached = _generate_steps(rng, config, rejections)
     if chain is None:
-        return None
+        return None, reached
     steps = [[annotation_json(a), fast_srepr(eq)] for eq, a in chain]
     # derivation.steps_to_record's format, printed from the equations in hand (each is its
     # srepr's read-back) instead of parsing the srepr strings again
     equations = [clean_latex(raw_latex(eq)) for eq, _ in chain]
     return {"id": f"g{seed}-{index}", "seed": seed, "index": index, "srepr_derivation": steps,
-            "equations": equations, "derivation": JOIN.join(equations)}
+            "equations": equations, "derivation": JOIN.join(equations)}, reached
 
 
 def generate_range(seed: int, start: int, stop: int, config: GeneratorConfig | None = None) -> list[dict]:
     """Per-index outcomes ``{"index", "record", "rejections"}`` for indices in [start, stop): one
-    chunk, the unit of work a joblib worker runs.
+    chunk, the unit of work a joblib worker runs. An abandoned derivation's outcome has
+    ``"record": None`` and ``"reached"``, the length of its longest chain.
+
+    The chunk ends early, after the index that makes :func:`abandon_budget` derivations abandoned
+    in a row: :func:`iter_outcomes` stops generation there or before, so the rest is never needed.
 
     SymPy's stand-ins (:func:`sympy_fast.fast_sympy`) and the recursion budget are in force for
     the whole chunk, in the process that computes it, and only there: they are restored before
@@ -536,12 +569,19 @@ def generate_range(seed: int, start: int, stop: int, config: GeneratorConfig | N
     """
     config = config or DEFAULT_CONFIG
     out = []
+    budget, abandoned = abandon_budget(config), 0
     # each derivation runs in a frame one below this one (_derive), with RECURSION_BUDGET below it
     with sympy_fast.fast_sympy(), sympy_fast.recursion_limit(sympy_fast.stack_depth() + 1 + RECURSION_BUDGET):
         for index in range(start, stop):  # a plain loop: a comprehension would add a frame
             counts: Counter = Counter()
-            record = _derive(seed, index, config, counts)
-            out.append({"index": index, "record": record, "rejections": dict(sorted(counts.items()))})
+            record, reached = _derive(seed, index, config, counts)
+            outcome = {"index": index, "record": record, "rejections": dict(sorted(counts.items()))}
+            if record is None:
+                outcome["reached"] = reached
+            out.append(outcome)
+            abandoned = abandoned + 1 if record is None else 0
+            if abandoned >= budget:
+                break
     return out
 
 
@@ -612,11 +652,16 @@ def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = 
     With ``chunk_store``, each finished chunk is stored under its bounds and a stored chunk is
     reused instead of computed, so an interrupted run resumes where it stopped (the chunks of a
     run are the same every time: they follow from ``n``, ``chunk_size`` and the outcomes).
+
+    Raises :class:`Stalled` at the index that makes :func:`abandon_budget` derivations abandoned
+    in a row, after yielding the outcomes before it: the same index with any ``workers`` and
+    ``chunk_size``. A chunk that ended early there (:func:`generate_range`) is not stored.
     """
     config = config or DEFAULT_CONFIG
     check_workers(workers)
     parallel = Parallel(n_jobs=workers, batch_size=1, return_as="generator") if workers > 1 else None
-    start, records = 0, 0
+    budget = abandon_budget(config)
+    start, records, abandoned, reached = 0, 0, 0, 0
     while n is None or records < n:
         span = workers * chunk_size if n is None else n - records
         chunks = [(a, min(a + chunk_size, start + span)) for a in range(start, start + span, chunk_size)]
@@ -627,20 +672,46 @@ def iter_outcomes(seed: int, workers: int = 1, config: GeneratorConfig | None = 
         else:
             computed = (generate_range(seed, a, b, config) for a, b in todo)
         left = len(todo)
-        for c in chunks:
-            outcomes = cached.get(c)
-            if outcomes is None:
-                outcomes = next(computed)
-                left -= 1
-                if left == 0:
-                    for _ in computed:  # let joblib end its generator before a consumer stops early
-                        pass
-                if chunk_store is not None:
-                    chunk_store[c] = outcomes
-            for outcome in outcomes:
-                records += outcome["record"] is not None
-                yield outcome
+        try:
+            for c in chunks:
+                outcomes = cached.get(c)
+                if outcomes is None:
+                    outcomes = next(computed)
+                    left -= 1
+                    if left == 0:
+                        for _ in computed:  # let joblib end its generator before a consumer stops early
+                            pass
+                    if chunk_store is not None and len(outcomes) == c[1] - c[0]:
+                        chunk_store[c] = outcomes
+                for outcome in outcomes:
+                    if outcome["record"] is None:
+                        abandoned += 1
+                        # chunks stored before "reached" was recorded lack it
+                        reached = max(reached, outcome.get("reached", 0))
+                        if abandoned >= budget:
+                            raise Stalled(_stalled_message(seed, outcome["index"], abandoned, reached,
+                                                           records, n, config))
+                    else:
+                        records += 1
+                        abandoned, reached = 0, 0
+                    yield outcome
+        finally:
+            if left:  # stopped early (Stalled, or the consumer has its records): cancel the chunks
+                with warnings.catch_warnings():  # still queued, without joblib's warning about them
+                    warnings.filterwarnings("ignore", category=UserWarning, module="joblib")
+                    computed.close()
         start += span
+
+
+def _stalled_message(seed: int, index: int, abandoned: int, reached: int, records: int, n: int | None,
+                     config: GeneratorConfig) -> str:
+    made = f"{records} of {n}" if n is not None else str(records)
+    longest = f"their longest chain had {reached} equations" if reached else "their longest chains are not known"
+    return (f"generation stalled: {abandoned} derivations in a row (indices {index - abandoned + 1}-{index} "
+            f"of seed {seed}) were abandoned after max_rejections={config.max_rejections} rejected proposals "
+            f"each before reaching their target length L = round(Normal({config.length_mean}, "
+            f"{config.length_std})) in [{config.min_length}, {config.max_length}]; {longest}; {made} "
+            f"derivations made. Lower min_length and length_mean, or raise max_rejections")
 
 
 def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | None = None,
@@ -649,7 +720,8 @@ def generate(n: int, seed: int = 0, workers: int = 1, config: GeneratorConfig | 
 
     Returns ``(records, rejection_counts)``; the counts cover exactly the indices up to the last
     record returned, so they too are independent of ``workers``. ``progress(done, n)`` is called
-    after each record when given. ``chunk_store``: see :func:`iter_outcomes`.
+    after each record when given. ``chunk_store``: see :func:`iter_outcomes`. Raises
+    :class:`Stalled` when the budget of derivations abandoned in a row is spent.
     """
     _check_n(n)
     check_workers(workers)

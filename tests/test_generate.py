@@ -251,6 +251,61 @@ def test_two_workers_and_resumption_agree_when_derivations_are_abandoned(tmp_pat
     assert gen.generate(12, seed=0, workers=2, config=config, chunk_store=chunks) == one
 
 
+#: Parameters under which about 5% of derivations reach their length (5 rejections abandon one):
+#: seed 0 gives 9 records, then 100 abandoned in a row, the budget at max_rejections=5.
+RARELY_REACHED = {"min_length": 6, "max_length": 9, "length_mean": 7, "max_rejections": 5}
+STALLED_AT = "100 derivations in a row (indices 162-261 of seed 0)"
+
+
+def test_the_budget_of_abandoned_derivations_scales_with_their_cost():
+    assert gen.abandon_budget(gen.DEFAULT_CONFIG) == gen.MIN_ABANDONED == 5
+    assert gen.abandon_budget(gen.make_config(max_rejections=5)) == 100
+    assert gen.abandon_budget(gen.make_config(max_rejections=1000)) == 5
+
+
+def test_generation_stops_once_the_budget_of_abandoned_derivations_is_spent():
+    config = gen.make_config(**RARELY_REACHED)
+    outcomes = []
+    with pytest.raises(gen.Stalled) as stalled:
+        outcomes.extend(gen.iter_outcomes(0, config=config, chunk_size=8, n=24))
+    message = str(stalled.value)
+    assert isinstance(stalled.value, ValueError) and "\n" not in message
+    assert STALLED_AT in message and "9 of 24 derivations made" in message
+    assert "max_rejections=5" in message and "round(Normal(7.0, 3.0)) in [6, 9]" in message
+    # every outcome before the stall was yielded, the stalling one (index 261) was not
+    assert [o["index"] for o in outcomes] == list(range(261))
+    assert sum(o["record"] is not None for o in outcomes) == 9
+    # the longest chain of derivations 162-261; 6 equations, while their targets are 6 to 9
+    assert "their longest chain had 6 equations" in message
+    assert max(o["reached"] for o in outcomes[162:]) <= 6
+    assert all(1 <= o["reached"] <= 9 for o in outcomes if o["record"] is None)
+
+
+@pytest.mark.slow
+def test_a_stall_is_the_same_with_two_workers_and_when_resumed(tmp_path):
+    config = gen.make_config(**RARELY_REACHED)
+    with pytest.raises(gen.Stalled) as serial:
+        gen.generate(24, seed=0, config=config)
+    chunks = stage.ChunkDirectory(tmp_path / "chunks")
+    with pytest.raises(gen.Stalled) as parallel:
+        gen.generate(24, seed=0, workers=2, config=config, chunk_store=chunks)
+    assert str(parallel.value) == str(serial.value)
+    with pytest.raises(gen.Stalled) as resumed:
+        gen.generate(24, seed=0, workers=2, config=config, chunk_store=chunks)
+    assert str(resumed.value) == str(serial.value)
+    assert all(len(chunks[c]) == c[1] - c[0] for c in chunks)
+
+
+def test_a_chunk_ends_at_the_stall_and_is_not_stored():
+    # no derivation reaches 50 equations; 10 rejections abandon one, so the budget is 50
+    config = gen.make_config(min_length=50, max_length=60, length_mean=55, max_rejections=10)
+    assert len(gen.generate_range(0, 0, 64, config)) == 50
+    chunks = {}
+    with pytest.raises(gen.Stalled, match=r"50 derivations in a row \(indices 0-49 of seed 0\).* 0 of 64 deriv"):
+        list(gen.iter_outcomes(0, config=config, chunk_store=chunks, chunk_size=64, n=64))
+    assert chunks == {}  # the chunk (0, 64) ended at index 49, so a resumed run computes it again
+
+
 def test_stage_generates_verifies_draws_and_loads(isolated_data):
     namespace = {"n_derivations": 9, "seed": 0, "workers": 1, "profile": "tiny"}
     run = stage.open_run(namespace)

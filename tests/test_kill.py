@@ -168,8 +168,6 @@ def test_generate_killed_twice_then_rerun_gives_the_same_file(commands, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="reported to the lead: derivlib/generate.py has no budget of abandoned "
-                                       "derivations, so a length the generator never reaches runs forever")
 def test_generate_with_a_length_it_never_reaches_stops_with_one_line(commands, tmp_path):
     # round(Normal(55, 1.5)) lies in [50, 60] (GeneratorConfig.check accepts it), but no derivation
     # grows to 50 equations before its rejections abandon it
