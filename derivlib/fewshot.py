@@ -104,7 +104,9 @@ def extract_derivation(answer: str) -> str:
     label = _LABEL.search(text)
     if label:
         text = text[label.end():]
-    text = re.split(r"\bPrompt\s*:", text, maxsplit=1)[0]
+    # an answer that opens by echoing "Prompt: ..." (small models do) keeps the echo: it is what
+    # the model wrote; a "Prompt:" after the start is an invented next example
+    text = re.split(r"\bPrompt\s*:", re.sub(r"^\s*Prompt\s*:", "", text), maxsplit=1)[0]
     text = _LABEL.sub(" ", text)  # "Here is the derivation:\n\nDerivation: ..." has two labels
     text = _ENVIRONMENTS.sub(" ", text)
     text = _DELIMITERS.sub(" ", text)
@@ -136,11 +138,19 @@ class Query:
 
 def build_queries(train: Sequence[Mapping], tests: Mapping[str, Sequence[Mapping]],
                   n_shots: int, seed: int) -> list[Query]:
-    """One chat request per test item and set, in set order (static, VR, EE, AG, SR)."""
+    """One chat request per test item and set, in set order (static, VR, EE, AG, SR). An item
+    that carries its own ``exemplars`` (the released items' stored 5-shot prompts,
+    :func:`derivlib.readers.released.to_sets`) is asked with its first ``n_shots`` of them;
+    the others draw theirs from ``train``."""
     queries = []
     for set_name in SETS:
         for item in tests.get(set_name, ()):
-            exemplars = select_exemplars(train, n_shots, seed, str(item["id"]))
+            exemplars = stored_exemplars(item, n_shots, set_name)
+            if exemplars is None:
+                if n_shots > len(train):
+                    raise ValueError(f"item {item['id']} ({set_name}): {n_shots} shots, but it carries no "
+                                     f"exemplars and the training set has {len(train)} items to draw from")
+                exemplars = select_exemplars(train, n_shots, seed, str(item["id"]))
             text = render_prompt(exemplars, item["prompt"])
             queries.append(Query(
                 id=item["id"], set=set_name, prompt=item["prompt"], reference=item["derivation"],
@@ -149,15 +159,30 @@ def build_queries(train: Sequence[Mapping], tests: Mapping[str, Sequence[Mapping
     return queries
 
 
-def to_predictions(queries: Iterable[Query], answers: Mapping[str, llm.Answer], decoding: llm.Decoding) -> list[dict]:
+def stored_exemplars(item: Mapping, n_shots: int, set_name: str = "") -> list[dict] | None:
+    """The first ``n_shots`` exemplars an item carries, or None when it carries none."""
+    stored = item.get("exemplars")
+    if stored is None or n_shots == 0:
+        return None if stored is None else []
+    if not isinstance(stored, list) or len(stored) < n_shots or not all(
+            isinstance(e, dict) and isinstance(e.get("prompt"), str) and isinstance(e.get("derivation"), str)
+            for e in stored[:n_shots]):
+        raise ValueError(f"item {item.get('id')} ({set_name}): field 'exemplars' must list at least {n_shots} "
+                         "{prompt, derivation} objects")
+    return [{"prompt": e["prompt"], "derivation": e["derivation"]} for e in stored[:n_shots]]
+
+
+def to_predictions(queries: Iterable[Query], answers: Mapping[str, llm.Answer], decoding: llm.Decoding,
+                   label: str | None = None) -> list[dict]:
     """Prediction records (the shared format) of the answered queries, in query order;
-    ``answers`` maps request keys to answers, as :func:`derivlib.models.llm.answer_all` gives them."""
+    ``answers`` maps request keys to answers, as :func:`derivlib.models.llm.answer_all` gives them;
+    ``label`` is their ``model`` field (default: the decoding's model name)."""
     predictions = []
     for q in queries:
         answer = answers.get(q.request.key(decoding))
         if answer is None:
             continue
-        predictions.append({"id": q.id, "model": decoding.model, "set": q.set, "prompt": q.prompt,
+        predictions.append({"id": q.id, "model": label or decoding.model, "set": q.set, "prompt": q.prompt,
                             "reference": q.reference, "prediction": extract_derivation(answer.content),
                             "srepr_derivation": q.srepr_derivation})
     return predictions

@@ -336,7 +336,10 @@ def test_notebook_live_then_offline_never_writes_the_key(server, isolated_data, 
     make_sets(tmp_path / "data" / "testsets" / "tiny")
     server.plan("g_{AG} = 0", ["429"])
     server.retry_after = "0"
-    live = {"model": "test-model", "base_url": server.base_url, "timeout": 5.0}
+    # the tiny profile prompts the embedded model in process; this is the endpoint arm
+    endpoint_arm = {"backend": "openai", "model": "test-model", "timeout": 5.0, "max_items": 5, "n_shots": 5,
+                    "max_tokens": 512}
+    live = {**endpoint_arm, "base_url": server.base_url}
     notebooks.execute("05_prompt_llm", "tiny", tmp_path / "build" / "live.ipynb", overrides=live, log_output=False)
     published = tmp_path / "data" / "prompt_llm" / "tiny"
     assert len(read_jsonl(published / "predictions.jsonl")) == N_PROMPTS
@@ -345,7 +348,7 @@ def test_notebook_live_then_offline_never_writes_the_key(server, isolated_data, 
     # Offline (no endpoint, no key): the same prompts replay from data/llm/cache, asking nothing.
     monkeypatch.delenv("OPENAI_API_KEY")
     notebooks.execute("05_prompt_llm", "tiny", tmp_path / "build" / "offline.ipynb",
-                      overrides={"model": "test-model", "timeout": 5.0}, log_output=False)
+                      overrides=endpoint_arm, log_output=False)
     assert server.total_hits() == hits
     offline = sorted((tmp_path / "data" / "prompt_llm").glob("[0-9a-f]*"))
     assert len(offline) == 2  # base_url is a parameter, so the offline run has its own directory

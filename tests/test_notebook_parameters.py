@@ -17,9 +17,11 @@ PARAMS = {
     "03_train_t5": "derivlib.stages.train_t5:Params",
     "04_predict_t5": "derivlib.stages.predict_t5:Params",
     "05_prompt_llm": "derivlib.stages.prompt_llm:Params",
-    "06_score": "derivlib.stages.score:Params",
-    "07_error_analysis": "derivlib.stages.error_analysis:Params",
-    "08_paper_outputs": "derivlib.stages.paper_outputs:Params",
+    "06_train_lora": "derivlib.stages.train_lora:Params",
+    "07_score": "derivlib.stages.score:Params",
+    "08_error_analysis": "derivlib.stages.error_analysis:Params",
+    "09_paper_outputs": "derivlib.stages.paper_outputs:Params",
+    "10_paper_items": "derivlib.stages.paper_items:Params",
 }
 
 

@@ -21,9 +21,11 @@ STAGES = {
     "03_train_t5": "train_t5",
     "04_predict_t5": "predict_t5",
     "05_prompt_llm": "prompt_llm",
-    "06_score": "score",
-    "07_error_analysis": "error_analysis",
-    "08_paper_outputs": "paper_outputs",
+    "06_train_lora": "train_lora",
+    "07_score": "score",
+    "08_error_analysis": "error_analysis",
+    "09_paper_outputs": "paper_outputs",
+    "10_paper_items": "paper_items",
 }
 
 

@@ -253,7 +253,7 @@ def test_profiles_declare_only_notebook_parameters():
     for profile in ("tiny", "smoke", "paper"):
         data = notebooks.load_profile(profile)
         assert set(data) <= set(names) | {"01_generate", "02_testsets", "03_train_t5", "04_predict_t5",
-                                           "05_prompt_llm", "06_score", "07_error_analysis", "08_paper_outputs"}
+                                           "05_prompt_llm", "06_train_lora", "07_score", "08_error_analysis", "09_paper_outputs", "10_paper_items"}
         for name in names:
             notebooks.notebook_parameters(name, profile)
 

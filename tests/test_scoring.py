@@ -1,5 +1,5 @@
 """Sensitivity measures, means with bootstrap intervals, the score CLI, stage ``score`` and
-notebook 06_score."""
+notebook 07_score."""
 from __future__ import annotations
 
 import dataclasses
@@ -274,7 +274,7 @@ def test_notebook_06_runs_with_tiny_profile(isolated_data, tmp_path, monkeypatch
     env_code = (f"import os; os.environ['DERIVLIB_DATA']={str(isolated_data / 'data')!r}; "
                 f"os.environ['DERIVLIB_FIGURES']={str(isolated_data / 'figures')!r}; "
                 "from derivlib.__main__ import main; import sys; "
-                f"sys.exit(main(['notebook', '06_score', '--profile', 'tiny', '--out', {str(out)!r}, "
+                f"sys.exit(main(['notebook', '07_score', '--profile', 'tiny', '--out', {str(out)!r}, "
                 f"'-p', 'predictions=[\"{upstream}\"]']))")
     done = subprocess.run([sys.executable, "-c", env_code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -225,3 +225,32 @@ def metric_vs_validity(per_item, metric: str = "rouge"):
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------- 10_paper_items
+
+@styled
+def paper_items_rouge2(table):
+    """The authors' released items: mean ROUGE-2 per test set (left) and the share of
+    derivations reaching the goal (right), one bar per model. ``table``:
+    ``derivlib.stages.paper_items.items_table`` (columns model, set, rouge2, goal_reached)."""
+    models = list(dict.fromkeys(table["model"]))
+    sets = list(dict.fromkeys(table["set"]))
+    items = int(table["items"].max()) if len(table) else 0
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), sharex=True)
+    for ax, column, label in ((left, "rouge2", "mean ROUGE-2 (x100)"),
+                              (right, "goal_reached", "derivations reaching the goal (%)")):
+        sns.barplot(data=table, x="set", y=column, hue="model", order=sets, hue_order=models, ax=ax,
+                    legend=ax is right)
+        for container in ax.containers:
+            # upright labels overlap once six bars share a set
+            ax.bar_label(container, fmt="%.0f", fontsize=6.5, padding=2, rotation=90)
+        ax.set_ylim(0, 116)
+        ax.set_yticks(range(0, 101, 20))  # shares and scores, never above 100
+        ax.set_xlabel("test set")
+        ax.set_ylabel(label)
+    left.set_title(f"ROUGE-2 on the released items ({items} per set)")
+    right.set_title("Goal equation reached (symbolic check)")
+    right.legend(title="model", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    return fig

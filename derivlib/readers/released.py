@@ -19,6 +19,11 @@ import os
 from pathlib import Path
 
 from ..base.vocabulary import PERTURBATIONS, SETS, field, paper_item_id
+from ..fewshot import INTRO, parse_prompt as parse_fewshot
+
+
+def fewshot_intro() -> str:
+    return INTRO.strip()
 
 ENV = "DERIVLIB_PAPER_RESULTS"
 DOWNLOAD_HINT = ("set DERIVLIB_PAPER_RESULTS to a directory holding gpt-4_results.json and "
@@ -182,6 +187,41 @@ def test_records() -> list[dict]:
     if not files:
         return []
     return static_records(files.get("flan-t5-large", next(iter(files.values()))))
+
+
+def to_sets(directory: Path | None = None) -> dict[str, list[dict]]:
+    """The released items as derivlib test sets ({set: items}, ids ``paper-NNN``): ``prompt`` is
+    the bare task prompt, ``derivation`` and ``srepr_derivation`` the reference, and, where a
+    file holds the 5-shot prompts the authors sent (GPT-4's, ChatGPT's), ``exemplars`` are that
+    prompt's shots, so in-context models are asked exactly what GPT-4 was asked. Empty when
+    ``DERIVLIB_PAPER_RESULTS`` is unset."""
+    files = results_files(directory)
+    if not files:
+        return {}
+    items_of = {name: load_items(path) for name, path in files.items()}
+    lengths = {name: len(items) for name, items in items_of.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"released files disagree on the number of items: {lengths}")
+    sets: dict[str, list[dict]] = {}
+    for set_name in SETS:
+        key = field(set_name, "prompt")
+        records = []
+        for index in range(next(iter(lengths.values()))):
+            versions = [items[index] for items in items_of.values() if key in items[index]]
+            if not versions:
+                break
+            few_shot = next((v[key] for v in versions if v[key].startswith(fewshot_intro())), None)
+            bare = next((v[key] for v in versions if not v[key].startswith(fewshot_intro())), None)
+            exemplars, query = parse_fewshot(few_shot) if few_shot else (None, None)
+            record = {"id": paper_item_id(index), "prompt": bare or query,
+                      "derivation": versions[0][field(set_name, "derivation")],
+                      "srepr_derivation": versions[0].get(field(set_name, "srepr_derivation"))}
+            if exemplars is not None:
+                record["exemplars"] = exemplars
+            records.append(record)
+        if records:
+            sets[set_name] = records
+    return sets
 
 
 def stored_columns(items: list[dict], metric_names=("rouge", "bleu", "gleu")) -> list[str]:

@@ -176,12 +176,12 @@ def load_set(sets_dir: Path | str, name: str, required: tuple[str, ...] = REQUIR
 def load_prompting_sets(sets_dir: Path | str, max_items: int = 0) -> tuple[list[dict], dict[str, list[dict]]]:
     """(train, {set: items}) of a sets directory, for prompting; ``max_items`` > 0 keeps the
     first static items and their matched perturbed items. Missing perturbed files are allowed
-    (none of that set)."""
+    (none of that set), and a missing ``train.jsonl`` (items that carry their own exemplars, or
+    zero-shot prompting, need none)."""
     sets_dir = Path(sets_dir)
-    for required in ("train.jsonl", "static.jsonl"):
-        if not (sets_dir / required).exists():
-            raise FileNotFoundError(f"sets directory {sets_dir} lacks {required}")
-    train = [r for _, r in iter_jsonl(sets_dir / "train.jsonl")]
+    if not (sets_dir / "static.jsonl").exists():
+        raise FileNotFoundError(f"sets directory {sets_dir} lacks static.jsonl")
+    train = [r for _, r in iter_jsonl(sets_dir / "train.jsonl")] if (sets_dir / "train.jsonl").exists() else []
     tests = {name: load_set(sets_dir, name, allow_empty=True) for name in SETS if (sets_dir / f"{name}.jsonl").exists()}
     if max_items:
         keep = {item["id"] for item in tests["static"][:max_items]}

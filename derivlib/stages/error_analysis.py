@@ -1,4 +1,4 @@
-"""Stage ``error_analysis`` (notebook ``07_error_analysis``): every generated equation of every
+"""Stage ``error_analysis`` (notebook ``08_error_analysis``): every generated equation of every
 predictions run (and of the released outputs, when ``DERIVLIB_PAPER_RESULTS`` is set) checked
 symbolically and labelled (:mod:`derivlib.check`), beside the text metrics of its derivation;
 the equations that do not parse, by kind; ProcessBench-style numbers of the reference-matching

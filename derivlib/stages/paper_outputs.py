@@ -1,4 +1,4 @@
-"""Stage ``paper_outputs`` (notebook ``08_paper_outputs``): the authors' released outputs
+"""Stage ``paper_outputs`` (notebook ``09_paper_outputs``): the authors' released outputs
 rescored with derivlib's metrics, beside the scores stored in their files."""
 from __future__ import annotations
 

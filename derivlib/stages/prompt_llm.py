@@ -1,6 +1,8 @@
 """Stage ``prompt_llm`` (notebook ``05_prompt_llm``, command ``prompt``): every test item of a sets
 directory put to a chat LLM with the authors' few-shot template (:mod:`derivlib.fewshot`), through
-any OpenAI-compatible endpoint (:mod:`derivlib.models.llm`).
+any OpenAI-compatible endpoint (``backend="openai"``, :mod:`derivlib.models.llm`) or a causal LM
+decoded in this process (``backend="transformers"``, :mod:`derivlib.models.decoder`: the embedded
+SmolLM2, a GGUF file, a model directory, a cached hub id, or a ``train_lora`` run's adapter).
 
 The run directory holds ``predictions.jsonl`` (the answered items, in set order, in the shared
 predictions format), ``usage.json`` (calls, retries, tokens of the last complete invocation) and
@@ -29,17 +31,19 @@ from .. import fewshot
 from ..base.files import atomic_write_json, file_digest, write_jsonl
 from ..base.params import ParameterError, from_namespace
 from ..base.vocabulary import SET_FILES, SETS, split_equations
-from ..models import llm
+from ..models import decoder, llm, local, t5
 from ..readers import runs
 from . import rundir
 
 STAGE = "prompt_llm"
+BACKENDS = ("openai", "transformers")
 
 
 @dataclasses.dataclass(frozen=True)
 class Params:
     sets: str = "testsets/smoke"  # run directory of 02_testsets (train.jsonl + static/VR/EE/AG/SR.jsonl)
-    model: str = "gpt-4"  # model name as the endpoint knows it; the paper used gpt-4 and gpt-3.5-turbo
+    model: str = "gpt-4"  # openai: the name the endpoint knows (the paper: gpt-4, gpt-3.5-turbo); transformers: embedded, a .gguf file, a model directory, a cached hub id or a train_lora run
+    backend: str = "openai"  # openai: an OpenAI-compatible endpoint; transformers: decode in this process (batched, greedy)
     base_url: str = ""  # OpenAI-compatible endpoint; empty: $OPENAI_BASE_URL, else OpenAI when $OPENAI_API_KEY is set, else none
     mode: str = "auto"  # live: ask for what the cache lacks; replay: cache only (a miss is an error); auto: live if an endpoint is set, else replay
     n_shots: int = 5  # exemplars per prompt, as in the paper; 0 for zero-shot
@@ -49,6 +53,9 @@ class Params:
     max_items: int = 0  # first N static items and their perturbed versions; 0 for all
     concurrency: int = 4  # requests in flight
     timeout: float = 120.0  # seconds for a whole request, first byte sent to last received, before it is retried
+    batch_size: int = 8  # transformers backend: prompts decoded together (left-padded)
+    chat_template: str = "auto"  # transformers backend: auto (the model's chat template if it has one), always, never
+    workers: int = 2  # transformers backend: torch CPU threads (not part of the run key)
     profile: str = "smoke"  # label: outputs published under data/<stage>/<profile> and figures/<profile>/
 
     def check(self) -> None:
@@ -63,6 +70,21 @@ class Params:
             raise ParameterError(f"parameter 'timeout' must be > 0, got {self.timeout}")
         if not self.model.strip():
             raise ParameterError("parameter 'model' must name a model")
+        if self.backend not in BACKENDS:
+            raise ParameterError(f"parameter 'backend' must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "transformers":
+            if self.base_url:
+                raise ParameterError("parameter 'base_url' is for backend 'openai'; backend 'transformers' "
+                                     "decodes in this process (serve a local model with `python -m derivlib "
+                                     "serve` to reach it through an endpoint)")
+            if self.temperature != 0.0:
+                raise ParameterError("backend 'transformers' decodes greedily: parameter 'temperature' must be 0")
+            if self.chat_template not in decoder.CHAT_TEMPLATES:
+                raise ParameterError(f"parameter 'chat_template' must be one of "
+                                     f"{', '.join(decoder.CHAT_TEMPLATES)}, got {self.chat_template!r}")
+        for name in ("batch_size", "workers"):
+            if getattr(self, name) < 1:
+                raise ParameterError(f"parameter {name!r} must be >= 1, got {getattr(self, name)}")
         if llm.url_secrets(self.base_url):
             # papermill writes parameters into the executed notebook, and params.json holds them.
             raise ParameterError("parameter 'base_url' must not hold credentials (user:password@, or a query "
@@ -95,7 +117,21 @@ def open_run(namespace: Mapping[str, Any], out: Path | str | None = None) -> run
     upstream, inputs, directory = sets_source(params.sets)
     if out is not None:
         rundir.refuse_out_over_input(out, directory, "sets")
+    if params.backend == "transformers":
+        # the weights, not only their name, determine the answers; a bad model fails here, before any work
+        source = local_source(params.model)
+        inputs = {**inputs, "model": local.identity_digest(source)}
     return rundir.start_run(STAGE, params, upstream=upstream, inputs=inputs, out=out)
+
+
+def local_source(model: str) -> "decoder.ModelSource":
+    """The model of the transformers backend; a complete ``train_lora`` run means its adapter."""
+    path = Path(model)
+    if not path.is_absolute() and not path.exists() and (rundir.data_root() / path).is_dir():
+        path = rundir.data_root() / path
+    if (path / rundir.COMPLETE).exists() and (path / "adapter").is_dir():
+        return decoder.resolve(str(path / "adapter"))
+    return decoder.resolve(model)
 
 
 @dataclasses.dataclass
@@ -164,7 +200,7 @@ def run(run: rundir.Run, policy: llm.RetryPolicy | None = None, *, cache_dir: Pa
         usage = json.loads(usage_path.read_text())
         if not usage.get("skipped") and not usage.get("failed"):
             run.log(f"run {run.key} is complete: loading {usage['predictions']} predictions")
-            return Result(runs.load_predictions(run.dir), [], usage, usage.get("mode", ""))
+            return load_result(run.dir)
     if base_url is not None and llm.redact_url(base_url) != run.params.base_url:
         raise ParameterError(f"base_url {llm.redact_url(base_url)} is not the run's base_url parameter "
                              f"{run.params.base_url!r}")
@@ -183,12 +219,32 @@ def run(run: rundir.Run, policy: llm.RetryPolicy | None = None, *, cache_dir: Pa
     return result
 
 
+def load_result(directory: Path) -> Result:
+    """The result written in ``directory`` (predictions.jsonl and usage.json)."""
+    usage = json.loads((Path(directory) / "usage.json").read_text())
+    return Result(runs.load_predictions(directory), [], usage, usage.get("mode", ""),
+                  usage.get("failed_items", []))
+
+
+def prompt_sets(params: Params, sets_dir: Path, out_dir: Path, cache: llm.ResponseCache,
+                log: Callable[[str], None]) -> Result:
+    """Decode the sets in ``sets_dir`` in process (backend ``transformers``) into ``out_dir``:
+    what :func:`run` does, for a stage that decodes as one of its steps."""
+    if params.backend != "transformers":
+        raise ValueError("prompt_sets decodes in process: backend must be 'transformers'")
+    train, tests = runs.load_prompting_sets(sets_dir, params.max_items)
+    queries = fewshot.build_queries(train, tests, params.n_shots, params.seed)
+    return _prompt_locally(params, queries, tests, out_dir, cache, log, None)
+
+
 def _prompt(params: Params, sets_dir: Path, out_dir: Path, cache: llm.ResponseCache,
             policy: llm.RetryPolicy | None, log: Callable[[str], None],
             on_answer: Callable[[llm.ChatRequest, llm.Answer], None] | None, base_url: str,
             max_response_bytes: int) -> Result:
     train, tests = runs.load_prompting_sets(sets_dir, params.max_items)
     queries = fewshot.build_queries(train, tests, params.n_shots, params.seed)
+    if params.backend == "transformers":
+        return _prompt_locally(params, queries, tests, out_dir, cache, log, on_answer)
     decoding = llm.Decoding(model=params.model, temperature=params.temperature,
                             max_tokens=params.max_tokens, seed=params.seed)
     endpoint = llm.resolve_endpoint(base_url)
@@ -228,7 +284,13 @@ def _prompt(params: Params, sets_dir: Path, out_dir: Path, cache: llm.ResponseCa
         with open(out_dir / "usage_log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                  "status": status, "mode": mode, **counters.as_dict()}, sort_keys=True) + "\n")
-    predictions = fewshot.to_predictions(queries, outcome.answers, decoding)
+    return _write(queries, outcome, decoding, params.model, mode, out_dir, log)
+
+
+def _write(queries, outcome: llm.Outcome, decoding: llm.Decoding, label: str, mode: str, out_dir: Path,
+           log: Callable[[str], None]) -> Result:
+    counters = outcome.counters
+    predictions = fewshot.to_predictions(queries, outcome.answers, decoding, label=label)
     usage = counters.as_dict()
     usage.update(prompts=len(queries), predictions=len(predictions), mode=mode, failed_items=outcome.failed,
                  tokens_of_all_answers=_sum_usage(outcome.answers.values()))
@@ -246,6 +308,51 @@ def _prompt(params: Params, sets_dir: Path, out_dir: Path, cache: llm.ResponseCa
         f"{usage['new_answers']} new ({usage['calls']} HTTP calls, {usage['retries']} retries, "
         f"{usage['total_tokens']} tokens)")
     return Result(predictions, outcome.skipped, usage, mode, outcome.failed)
+
+
+def prediction_label(source: "decoder.ModelSource", n_shots: int) -> str:
+    """The ``model`` field of a local model's predictions: one label per configuration (a
+    fine-tuned adapter answers the zero-shot template; a base model's shots are in its label)."""
+    if source.kind == "adapter":
+        return source.label if n_shots == 0 else f"{source.label} {n_shots}-shot"
+    return f"{source.label} {n_shots}-shot"
+
+
+def _prompt_locally(params: Params, queries: list, tests: dict, out_dir: Path, cache: llm.ResponseCache,
+                    log: Callable[[str], None],
+                    on_answer: Callable[[llm.ChatRequest, llm.Answer], None] | None) -> Result:
+    source = local_source(params.model)
+    decoding = local.decoding_for(source, params.max_tokens, params.chat_template)
+    mode = "replay" if params.mode == "replay" else "live"
+    label = prediction_label(source, params.n_shots)
+    log(f"{len(queries)} prompts ({', '.join(f'{s} {len(v)}' for s, v in tests.items())}), model "
+        f"{label!r} in process ({source.kind} {source.location}), {params.n_shots}-shot, mode {mode}")
+    loaded: dict = {}
+
+    def model_and_tokenizer():
+        if not loaded:  # nothing to decode, nothing to load: a complete cache costs no model load
+            t5.set_cpu_threads(params.workers)
+            loaded["model"], loaded["tokenizer"] = decoder.load(source)
+        return loaded["model"], loaded["tokenizer"]
+
+    def render(messages) -> str:
+        _, tokenizer = model_and_tokenizer()
+        return decoder.chat_text(tokenizer, messages[-1]["content"], params.chat_template)
+
+    def generate(texts: list[str]) -> list[str]:
+        model, tokenizer = model_and_tokenizer()
+        return decoder.generate(model, tokenizer, texts, batch_size=params.batch_size,
+                                max_new_tokens=params.max_tokens)
+
+    def count_tokens(text: str) -> int:
+        _, tokenizer = model_and_tokenizer()
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    counters = llm.Counters()
+    outcome = local.answer_locally([q.request for q in queries], decoding, cache, generate=generate,
+                                   render=render, count_tokens=count_tokens, batch_size=params.batch_size,
+                                   mode=mode, counters=counters, on_answer=on_answer, log=log)
+    return _write(queries, outcome, decoding, label, mode, out_dir, log)
 
 
 def _sum_usage(answers) -> dict:

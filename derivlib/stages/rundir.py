@@ -395,6 +395,15 @@ def resolve_run_dir(value: str | Path, name: str) -> Path:
     return path
 
 
+def stage_of(value: str | Path) -> str | None:
+    """The stage of the complete run directory ``value`` names (as :func:`resolve_run_dir` finds
+    it), or None when it names none."""
+    path = Path(value)
+    if not path.is_absolute() and not path.exists():
+        path = data_root() / path
+    return _complete_stage(path) if (path / COMPLETE).exists() else None
+
+
 def refuse_out_over_input(out: Path | str, source: Path | str, name: str) -> None:
     """A finished run replaces its ``--out`` directory as a whole: refuse an ``out`` that is, holds,
     or lies inside the input ``source`` (parameter ``name``), or inside the complete run directory

@@ -1,4 +1,4 @@
-"""Stage ``score`` (notebook ``06_score``): the paper's metric tables and perturbation
+"""Stage ``score`` (notebook ``07_score``): the paper's metric tables and perturbation
 sensitivity for every predictions run and, when ``DERIVLIB_PAPER_RESULTS`` is set, the authors'
 released outputs, scored by the same code (:mod:`derivlib.scoring`)."""
 from __future__ import annotations
