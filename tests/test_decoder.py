@@ -252,7 +252,7 @@ def test_lora_is_seeded_and_its_adapter_reloads(tiny_causal_lm, tmp_path):
     assert info["identity"] == decoder.resolve(str(tiny_causal_lm)).identity() and info["derivlib_version"]
     assert [s["id"] for s in first.samples] == ["i-8", "i-9"]
 
-    model, tokenizer = decoder.load(str(first.adapter_dir), device="cpu")
+    model, tokenizer = decoder.load_adapter(str(first.adapter_dir), device="cpu")
     loaded = {k: v for k, v in model.state_dict().items() if "lora_" in k}
     assert len(loaded) == len(a) and all(torch.equal(loaded[k.replace(".weight", ".default.weight")], a[k])
                                          for k in a)
@@ -262,8 +262,12 @@ def test_lora_is_seeded_and_its_adapter_reloads(tiny_causal_lm, tmp_path):
     merged_dir = decoder.materialize(decoder.resolve(str(first.adapter_dir)), cache_dir=tmp_path / "cache")
     merged, _ = decoder.load(str(merged_dir), device="cpu")
     ids = torch.tensor([decoder.encode_text(tokenizer, decoder.chat_text(tokenizer, PROMPTS[0]))])
+    # and so does load(), which merges an adapter for decoding
+    decoding, _ = decoder.load(str(first.adapter_dir), device="cpu")
+    assert not any("lora_" in k for k in decoding.state_dict())
     with torch.inference_mode():
         assert torch.allclose(model(ids).logits, merged(ids).logits, atol=1e-5)
+        assert torch.allclose(model(ids).logits, decoding(ids).logits, atol=1e-5)
 
 
 def test_an_adapter_refuses_a_changed_base(tiny_causal_lm, tmp_path):

@@ -306,7 +306,7 @@ def test_notebook_killed_while_drawing_keeps_the_published_run(commands, tmp_pat
     published = tmp_path / "data" / "generate" / "tiny"
     figures = tmp_path / "figures" / "tiny"
     before = {p.name: p.read_bytes() for p in figures.glob("*.png")}
-    assert len(before) == 4
+    assert len(before) == 4, sorted(before)
 
     out = tmp_path / "01.ipynb"
     notebook = ("notebook", "01_generate", "--profile", "tiny", "-p", "n_derivations=8", "--out", out)

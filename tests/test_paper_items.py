@@ -89,7 +89,7 @@ def models(tmp_path_factory, tiny_causal_lm):
 
 
 @pytest.fixture(scope="module")
-def decoded(models, tiny_causal_lm, paper_results_dir):
+def decoded(paper_results_dir, models, tiny_causal_lm):
     root, t5_run, lora_run = models
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DERIVLIB_DATA", str(root / "data"))
@@ -176,7 +176,17 @@ def test_the_figure_is_drawn_and_a_complete_run_loads(decoded):
     path = result.figures[paper_items.FIGURE]
     assert path == run.final / "figures" / f"{paper_items.FIGURE}.png" and path.stat().st_size > 5000
     assert Image.open(path).size[0] > 1000
+    wide = result.wide("rouge2")
+    assert list(wide.columns) == list(SETS) and list(wide.index) == list(dict.fromkeys(result.table["model"]))
     assert loaded is not None and loaded.available
     pd.testing.assert_frame_equal(loaded.table, result.table, check_dtype=False)
     pd.testing.assert_frame_equal(loaded.predictions, result.predictions)
     assert loaded.figures == result.figures
+
+
+@pytest.mark.slow
+def test_an_adapter_asked_twice_the_same_way_is_refused(models, isolated_data):
+    _, _, lora_run = models
+    with pytest.raises(ParameterError, match="two rows of one label"):
+        paper_items.open_run(values(lora_model=str(lora_run), in_context_model=str(lora_run), n_shots=0))
+    assert not (isolated_data / "data" / "paper_items").exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..base.params import ParameterError
 from ..models import decoder
 from ..stages import train_lora, train_t5
 from . import options
@@ -33,7 +34,11 @@ def add_arguments(p):
 def run(args) -> int:
     given = {name for name in vars(args) if not name.startswith("_") and name not in ("out", "debug", "command")}
     model = getattr(args, "model", train_t5.Params.model)
-    stage = train_lora if decoder.is_decoder_only(model) else train_t5
+    try:
+        decoder_only = decoder.is_decoder_only(model)
+    except (ValueError, OSError) as err:
+        raise ParameterError(f"parameter 'model': {err}") from None
+    stage = train_lora if decoder_only else train_t5
     names = {f.name for f in dataclasses.fields(stage.Params)}
     foreign = sorted(given - names)
     if foreign:

@@ -310,7 +310,8 @@ def load(model_or_source: str | ModelSource, device: str | None = None):
 
     source = resolve(model_or_source) if isinstance(model_or_source, str) else model_or_source
     if source.kind == "adapter":
-        return load_adapter(source.location, device)
+        # merged for decoding: the same outputs without the LoRA branch's extra matmuls per layer
+        return load_adapter(source.location, device, merge=True)
     device = _device(device)
     directory = materialize(source)
     tokenizer = load_tokenizer(directory)

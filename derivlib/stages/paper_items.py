@@ -117,8 +117,13 @@ def open_run(namespace, out=None) -> rundir.Run:
     digest, files = released.results_digest()
     inputs = {"paper_results": digest}
     if params.in_context_model:
+        source = prompt_llm.local_source(params.in_context_model)
         # the weights, not only their name, determine the answers
-        inputs["in_context_model"] = local.identity_digest(prompt_llm.local_source(params.in_context_model))
+        inputs["in_context_model"] = local.identity_digest(source)
+        if "lora_model" in upstream and prompt_llm.prediction_label(source, params.n_shots) == \
+                prompt_llm.prediction_label(prompt_llm.local_source(str(upstream["lora_model"])), 0):
+            raise ParameterError("parameters 'in_context_model' and 'lora_model': the same adapter asked the same "
+                                 "way would give two rows of one label; give n_shots > 0 or skip one of them")
     if out is not None:
         for name, path in upstream.items():
             rundir.refuse_out_over_input(out, path, name)
