@@ -25,8 +25,10 @@ BATCHES_PER_WRITE = 1
 def decoding_for(source: "decoder.ModelSource", max_tokens: int, chat_template: str) -> llm.Decoding:
     """The cache key's decoding parameters of a local model: its weights' identity (not only its
     name: a retrained adapter or another GGUF under the same name must not reuse old answers),
-    the chat-template mode, and the answer length. Greedy decoding has no temperature or seed."""
-    return llm.Decoding(model=f"local:{source.label}:{identity_digest(source)}:{chat_template}",
+    the chat-template mode, the stop strings (another list cuts answers elsewhere), and the answer
+    length. Greedy decoding has no temperature or seed."""
+    stops = hashlib.sha256(json.dumps(list(decoder.STOP_STRINGS)).encode("utf-8")).hexdigest()[:8]
+    return llm.Decoding(model=f"local:{source.label}:{identity_digest(source)}:{chat_template}:stops-{stops}",
                         temperature=0.0, max_tokens=max_tokens, seed=None)
 
 
