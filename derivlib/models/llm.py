@@ -528,6 +528,25 @@ def _cached_answer(entry: dict) -> Answer:
                   usage=entry.get("usage", {}), cached=True)
 
 
+def split_cached(requests: Iterable[ChatRequest], decoding: Decoding, cache: ResponseCache,
+                 counters: Counters) -> tuple[dict[str, Answer], dict[str, ChatRequest]]:
+    """(answers found in the cache, requests still to answer), both by request key; a request
+    whose key is already seen is dropped, so duplicates are asked once."""
+    answers: dict[str, Answer] = {}
+    missing: dict[str, ChatRequest] = {}
+    for request in requests:
+        key = request.key(decoding)
+        if key in answers or key in missing:
+            continue
+        entry = cache.get(key)
+        if entry is not None:
+            answers[key] = _cached_answer(entry)
+            counters.add(cached_answers=1)
+        else:
+            missing[key] = request
+    return answers, missing
+
+
 def answer_all(requests: Iterable[ChatRequest], decoding: Decoding, cache: ResponseCache, *,
                mode: str = "auto", base_url: str | None = None, concurrency: int = 4,
                timeout: float = 120.0, policy: RetryPolicy | None = None,
@@ -560,18 +579,7 @@ def answer_all(requests: Iterable[ChatRequest], decoding: Decoding, cache: Respo
         live = client is not None or resolve_endpoint(base_url) is not None
         mode, allow_missing = ("live", allow_missing) if live else ("replay", True)
 
-    answers: dict[str, Answer] = {}
-    missing: dict[str, ChatRequest] = {}  # key -> first request with it; duplicates asked once
-    for request in requests:
-        key = request.key(decoding)
-        if key in answers or key in missing:
-            continue
-        entry = cache.get(key)
-        if entry is not None:
-            answers[key] = _cached_answer(entry)
-            counters.add(cached_answers=1)
-        else:
-            missing[key] = request
+    answers, missing = split_cached(requests, decoding, cache, counters)
 
     if not missing:
         return Outcome(answers, [], counters)

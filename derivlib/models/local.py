@@ -54,19 +54,7 @@ def answer_locally(requests: Iterable[llm.ChatRequest], decoding: llm.Decoding, 
     out, same order) for the rest; ``render`` turns a request's messages into the model's input
     text. ``mode`` ``replay`` decodes nothing: a miss is an error naming the item."""
     counters = counters if counters is not None else llm.Counters()
-    answers: dict[str, llm.Answer] = {}
-    missing: dict[str, llm.ChatRequest] = {}
-    for request in requests:
-        key = request.key(decoding)
-        if key in answers or key in missing:
-            continue
-        entry = cache.get(key)
-        if entry is not None:
-            answers[key] = llm.Answer(content=entry["answer"], finish_reason=entry.get("finish_reason"),
-                                      usage=entry.get("usage", {}), cached=True)
-            counters.add(cached_answers=1)
-        else:
-            missing[key] = request
+    answers, missing = llm.split_cached(requests, decoding, cache, counters)
     if not missing:
         return llm.Outcome(answers, [], counters)
     if mode == "replay":
