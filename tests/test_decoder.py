@@ -352,3 +352,15 @@ def test_the_embedded_model_answers_a_prompt():
     [answer] = decoder.generate(model, tokenizer, [decoder.chat_text(tokenizer, "What is 2 + 2? Answer briefly.")],
                                 max_new_tokens=20)
     assert "4" in answer, answer
+
+
+def test_loss_curve_draws_the_dev_rouge2_of_a_lora_history():
+    # LoRA's evaluations decode and log eval_rouge2 without an eval_loss; the T5 history has both
+    from derivlib.presentation import plots  # why: figures are only needed by this test
+
+    history = [{"epoch": 0.5, "loss": 0.3, "step": 5}, {"epoch": 0.5, "eval_rouge2": 0.8, "step": 5},
+               {"epoch": 1.0, "loss": 0.2, "step": 10}, {"epoch": 1.0, "eval_rouge2": 0.85, "step": 10}]
+    fig = plots.loss_curve(history)
+    rouge_line = fig.axes[1].get_lines()[0]
+    assert list(rouge_line.get_ydata()) == [80.0, 85.0]
+    assert len(fig.axes[0].get_lines()) == 1  # no dev-loss line drawn from nothing

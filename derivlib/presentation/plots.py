@@ -91,18 +91,20 @@ def set_statistics(item_table):
 @styled
 def loss_curve(history):
     """Training loss per logging step and dev loss per evaluation (left), dev ROUGE-2 (right).
-    ``history``: the Trainer's ``log_history`` (``derivlib.models.t5.TrainResult.history``)."""
+    ``history``: the Trainer's ``log_history`` (``derivlib.models.t5.TrainResult.history``, or
+    ``derivlib.models.decoder``'s, whose evaluations decode and log ROUGE-2 without a dev loss)."""
     train = [(h["epoch"], h["loss"]) for h in history if "loss" in h]
-    dev = [(h["epoch"], h["eval_loss"], 100 * h.get("eval_rouge2", float("nan")))
-           for h in history if "eval_loss" in h]
+    dev_loss = [(h["epoch"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    dev_rouge = [(h["epoch"], 100 * h["eval_rouge2"]) for h in history if "eval_rouge2" in h]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     left.plot([e for e, _ in train], [v for _, v in train], label="training (per logging step)", lw=1.2)
-    left.plot([e for e, _, _ in dev], [v for _, v, _ in dev], "o-", label="dev (per evaluation)")
+    if dev_loss:
+        left.plot([e for e, _ in dev_loss], [v for _, v in dev_loss], "o-", label="dev (per evaluation)")
     left.set_xlabel("epoch")
     left.set_ylabel("cross-entropy loss (nats per target token)")
     left.set_title("Loss")
     left.legend(fontsize=8)
-    right.plot([e for e, _, _ in dev], [r for _, _, r in dev], "o-", color="C2")
+    right.plot([e for e, _ in dev_rouge], [r for _, r in dev_rouge], "o-", color="C2")
     right.set_xlabel("epoch")
     right.set_ylabel("dev ROUGE-2 (x100)")
     right.set_ylim(0, 100)
