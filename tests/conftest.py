@@ -4,7 +4,9 @@ lists it), and under CI (where .ci/run sets it whenever ../shared/paper_results 
 directory is a failure, not a skip."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,4 +81,19 @@ def tiny_causal_lm(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny_causal_lm")
     LlamaForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture
+def tiny_chat_lm(tiny_causal_lm, tmp_path) -> Path:
+    """conftest's tiny random Llama with a ChatML template, whose own generation config samples:
+    so an answer equal to greedy decoding shows that the server honoured the request's
+    temperature 0. At least 4 new tokens, so that no answer is empty (``prompt`` asks an empty
+    answer again)."""
+    from transformers import GenerationConfig  # optional heavy dependency
+
+    directory = shutil.copytree(tiny_causal_lm, tmp_path / "tiny-chat-lm")
+    config = json.loads((directory / "config.json").read_text())
+    GenerationConfig(do_sample=True, temperature=1.0, min_new_tokens=4, eos_token_id=config["eos_token_id"],
+                     pad_token_id=config["pad_token_id"]).save_pretrained(directory)
     return directory

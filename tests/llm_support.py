@@ -1,10 +1,16 @@
 """What the LLM tests share (tests/test_llm.py, tests/test_llm_hostile.py): a sets directory in
-the 02_testsets format, retry policies whose sleeps are recorded rather than slept, and the
-prompt_llm stage run as the prompt command runs it."""
+the 02_testsets format, retry policies whose sleeps are recorded rather than slept, the
+prompt_llm stage run as the prompt command runs it, and a real ``derivlib serve`` process
+(tests/test_serve.py, tests/test_export_lmeval.py)."""
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from derivlib.base.files import atomic_write_json, atomic_write_text, write_jsonl
@@ -66,3 +72,51 @@ def cli_command(sets_dir: Path, out: Path, base_url: str, *extra: str) -> list[s
     """``python -m derivlib prompt`` against ``base_url``, as a subprocess argv."""
     return [sys.executable, "-m", "derivlib", "prompt", "--model", "test-model", "--base-url", base_url,
             "--sets", str(sets_dir), "--out", str(out), "--timeout", "5", "--backoff", "0.001", *extra]
+
+
+# ------------------------------------------------ a real `derivlib serve` process (test_serve, test_export_lmeval)
+
+START_TIMEOUT_S = 180
+
+
+def environment(tmp_path: Path) -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TOKENIZERS_PARALLELISM": "false",
+            "DERIVLIB_DATA": str(tmp_path / "data"), "NO_PROXY": "127.0.0.1,localhost"}
+
+
+class Served:
+    """A ``serve`` process on a free port; its stdout is read as it comes (the access log goes
+    there), its stderr to a file."""
+
+    def __init__(self, model: Path, tmp_path: Path):
+        self.log = tmp_path / "serve.stderr"
+        self.lines: list[str] = []
+        self.started = time.perf_counter()
+        with open(self.log, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "derivlib", "serve", "--model", str(model),
+                                          "--port", "0"], cwd=REPO, env=environment(tmp_path), text=True,
+                                         stdout=subprocess.PIPE, stderr=err)
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not any(line.startswith("serving ") for line in self.lines):
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()[-3000:]
+            time.sleep(0.1)
+        # "serving NAME (DIRECTORY, loaded in S s) at URL"
+        first = next(line for line in self.lines if line.startswith("serving "))
+        self.name = first.split()[1]
+        self.url = first.split()[-1]
+        self.start_s = time.perf_counter() - self.started
+
+    def get(self, path: str):
+        import httpx  # what the openai client uses too
+
+        return httpx.get(self.url.removesuffix("/v1") + path, timeout=10)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

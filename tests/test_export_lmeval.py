@@ -21,12 +21,13 @@ from derivlib import __main__ as cli
 from derivlib import check, fewshot, metrics, scoring
 from derivlib.base.files import read_jsonl, write_jsonl
 from derivlib.base.vocabulary import SETS
-from derivlib.exporters import common, harness_hooks, lmeval
+from derivlib.exporters import common, harness_hooks
 from derivlib.models import llm
 from derivlib.readers import harness, runs
 from derivlib.stages import prompt_llm, rundir
 
 import handmade
+from llm_support import Served
 
 REPO = Path(__file__).resolve().parent.parent
 BUILD_SETS = ["--seed", "3", "--n-train", "30", "--n-static", "6", "--n-vr", "6", "--n-ee", "6", "--n-ag", "4",
@@ -275,6 +276,40 @@ def tiny_causal_model(directory: Path, data_dir: Path) -> Path:
     return directory
 
 
+def assert_harness_agrees_with_derivlib(output: Path, task_names: list[str], model: str,
+                                        labelled: bool = True) -> dict:
+    """For each task of one ``lm_eval --log_samples`` output directory: two logged samples, read
+    as predictions of ``model`` (with its shots); the harness's aggregated paper metrics equal
+    derivlib's ``score`` of them to 1e-9, its symbolic metrics equal ``check``; and, if
+    ``labelled``, the check labelled real equations. Returns the harness's aggregated results."""
+    (results_path,) = output.glob("results_*.json")
+    aggregated = json.loads(results_path.read_text())["results"]
+    checked_equations = with_wrong_steps = 0
+    for task in task_names:
+        (samples,) = [p for p in output.glob("samples_*.jsonl") if harness.task_of(p) == task]
+        records = runs.load_predictions(samples)
+        assert len(records) == 2 and {r["model"] for r in records} == {
+            model + ("+5shot" if task.endswith("5shot") else "+0shot")}
+        scores = scoring.score_records(records)
+        for harness_name, derivlib_name in harness_hooks.PAPER_NAMES.items():
+            assert abs(aggregated[task][f"{harness_name},none"] - scores[derivlib_name].mean()) <= 1e-9, task
+        checks = check.check_records(records, seed=harness_hooks.CHECK_SEED)
+        summary = check.summarize(checks).iloc[0]
+        share = summary["incorrect"] / summary["equations"] if summary["equations"] else 0.0
+        assert abs(aggregated[task]["incorrect_share,none"] - share) <= 1e-12
+        assert abs(aggregated[task]["goal_reached,none"] - summary["goal_reached"] / summary["derivations"]) <= 1e-12
+        assert abs(aggregated[task]["with_wrong_step,none"]
+                   - summary["with_wrong_step"] / summary["derivations"]) <= 1e-12
+        firsts = [c.first_wrong_step for c in checks if c.first_wrong_step is not None]
+        expected_first = sum(firsts) / len(firsts) if firsts else math.nan
+        assert aggregated[task]["first_wrong_step,none"] == pytest.approx(expected_first, abs=1e-12, nan_ok=True)
+        with_wrong_steps += len(firsts)
+        checked_equations += int(summary["equations"]) - int(summary["unparseable"])
+    if labelled:
+        assert checked_equations > 0 and with_wrong_steps > 0  # the symbolic check labelled real equations
+    return aggregated
+
+
 @pytest.mark.slow
 def test_lm_eval_runs_the_tasks_and_agrees_with_score_and_check(tasks, tmp_path):
     """The harness itself (its CLI, from another directory, offline) on the exported tasks with a
@@ -297,30 +332,8 @@ def test_lm_eval_runs_the_tasks_and_agrees_with_score_and_check(tasks, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rouge2" in done.stdout and "incorrect_share" in done.stdout  # the harness's table
     (output,) = (tmp_path / "results").iterdir()
-    (results_path,) = output.glob("results_*.json")
-    aggregated = json.loads(results_path.read_text())["results"]
-    checked_equations = with_wrong_steps = 0
-    for task in [harness.task_name(s) for s in SETS] + ["derivlib_static_5shot"]:
-        (samples,) = [p for p in output.glob("samples_*.jsonl") if harness.task_of(p) == task]
-        records = runs.load_predictions(samples)
-        assert len(records) == 2 and {r["model"] for r in records} == {
-            "tiny-model+" + ("5shot" if task.endswith("5shot") else "0shot")}
-        scores = scoring.score_records(records)
-        for harness_name, derivlib_name in harness_hooks.PAPER_NAMES.items():
-            assert abs(aggregated[task][f"{harness_name},none"] - scores[derivlib_name].mean()) <= 1e-9, task
-        checks = check.check_records(records, seed=harness_hooks.CHECK_SEED)
-        summary = check.summarize(checks).iloc[0]
-        share = summary["incorrect"] / summary["equations"] if summary["equations"] else 0.0
-        assert abs(aggregated[task]["incorrect_share,none"] - share) <= 1e-12
-        assert abs(aggregated[task]["goal_reached,none"] - summary["goal_reached"] / summary["derivations"]) <= 1e-12
-        assert abs(aggregated[task]["with_wrong_step,none"]
-                   - summary["with_wrong_step"] / summary["derivations"]) <= 1e-12
-        firsts = [c.first_wrong_step for c in checks if c.first_wrong_step is not None]
-        expected_first = sum(firsts) / len(firsts) if firsts else math.nan
-        assert aggregated[task]["first_wrong_step,none"] == pytest.approx(expected_first, abs=1e-12, nan_ok=True)
-        with_wrong_steps += len(firsts)
-        checked_equations += int(summary["equations"]) - int(summary["unparseable"])
-    assert checked_equations > 0 and with_wrong_steps > 0  # the symbolic check labelled real equations
+    aggregated = assert_harness_agrees_with_derivlib(
+        output, [harness.task_name(s) for s in SETS] + ["derivlib_static_5shot"], model="tiny-model")
     group = aggregated["derivlib"]
     assert abs(group["rouge2,none"] - sum(aggregated[harness.task_name(s)]["rouge2,none"] for s in SETS) / 5) <= 1e-12
     (five,) = [p for p in output.glob("samples_*.jsonl") if harness.task_of(p) == "derivlib_static_5shot"]
@@ -330,3 +343,43 @@ def test_lm_eval_runs_the_tasks_and_agrees_with_score_and_check(tasks, tmp_path)
     shown = subprocess.run([sys.executable, "-m", "derivlib", "score", "--results", str(five), "--format", "csv"],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and shown.stdout.splitlines()[1].startswith("tiny-model+5shot,static,rouge,")
+
+
+@pytest.mark.slow
+def test_lm_eval_through_derivlib_serve_agrees_with_score_and_check(tasks, tiny_chat_lm, tmp_path):
+    """The harness's OpenAI-compatible arm (``local-chat-completions``, chat-formatted requests,
+    the tasks' stop strings) against a real ``derivlib serve`` process on loopback serving
+    conftest's tiny chat model: every request is answered, and the aggregated metrics equal
+    derivlib's ``score`` and ``check`` of the logged samples. (The word-level model of the test
+    above cannot be served: transformers' stop-string matching needs a BPE-like vocabulary.)
+    About 30 s."""
+    pytest.importorskip("lm_eval", reason="the harness extra: pip install -e '.[harness]' (make setup does)")
+    served = Served(tiny_chat_lm, tmp_path)
+    try:
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+               "TOKENIZERS_PARALLELISM": "false", "NO_PROXY": "127.0.0.1,localhost"}
+        command = [str(Path(sys.executable).with_name("lm_eval")), "--model", "local-chat-completions",
+                   "--model_args", f"model={served.name},base_url={served.url}/chat/completions,num_concurrent=1,"
+                                   "max_retries=1,tokenized_requests=False",
+                   "--apply_chat_template", "--include_path", str(tasks), "--tasks", "derivlib", "--limit", "2",
+                   "--gen_kwargs", "temperature=1.0,max_gen_toks=12",
+                   "--log_samples", "--output_path", str(tmp_path / "results")]
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+        print(f"lm_eval through serve ran {time.perf_counter() - started:.1f} s")
+        assert done.returncode == 0, done.stderr[-2000:] + served.log.read_text()[-3000:]
+        served_requests = sum("POST /v1/chat/completions" in line and " 200" in line for line in served.lines)
+        assert served_requests == 2 * len(SETS), served.lines[-5:]
+    finally:
+        served.kill()
+    (output,) = (tmp_path / "results").iterdir()
+    for samples in output.glob("samples_*.jsonl"):
+        for sample in read_jsonl(samples):
+            (messages,) = sample["arguments"]["gen_args_0"]["arg_0"]
+            sent = json.loads(messages)  # chat-formatted: the messages as sent, in JSON
+            assert [m["role"] for m in sent] == ["user"] and f"Prompt: {sample['doc']['prompt']}" in sent[0]["content"]
+            assert sample["filtered_resps"][0].strip()  # the server answered
+    assert_harness_agrees_with_derivlib(output, [harness.task_name(s) for s in SETS], model=served.name,
+                                        labelled=False)

@@ -5,13 +5,10 @@ in one line before anything loads."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,24 +18,7 @@ from derivlib import __main__ as cli
 from derivlib.base.files import read_jsonl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from llm_support import REPO, make_sets  # noqa: E402
-
-START_TIMEOUT_S = 180
-
-
-@pytest.fixture
-def tiny_chat_lm(tiny_causal_lm, tmp_path) -> Path:
-    """conftest's tiny random Llama with a ChatML template, whose own generation config samples:
-    so an answer equal to greedy decoding shows that the server honoured the request's
-    temperature 0. At least 4 new tokens, so that no answer is empty (``prompt`` asks an empty
-    answer again)."""
-    from transformers import GenerationConfig  # optional heavy dependency
-
-    directory = shutil.copytree(tiny_causal_lm, tmp_path / "tiny-chat-lm")
-    config = json.loads((directory / "config.json").read_text())
-    GenerationConfig(do_sample=True, temperature=1.0, min_new_tokens=4, eos_token_id=config["eos_token_id"],
-                     pad_token_id=config["pad_token_id"]).save_pretrained(directory)
-    return directory
+from llm_support import REPO, Served, environment, make_sets  # noqa: E402
 
 
 def greedy(directory: Path, user: str, max_new_tokens: int) -> str:
@@ -53,49 +33,6 @@ def greedy(directory: Path, user: str, max_new_tokens: int) -> str:
     with torch.no_grad():
         output = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def environment(tmp_path: Path) -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TOKENIZERS_PARALLELISM": "false",
-            "DERIVLIB_DATA": str(tmp_path / "data"), "NO_PROXY": "127.0.0.1,localhost"}
-
-
-class Served:
-    """A ``serve`` process on a free port; its stdout is read as it comes (the access log goes
-    there), its stderr to a file."""
-
-    def __init__(self, model: Path, tmp_path: Path):
-        self.log = tmp_path / "serve.stderr"
-        self.lines: list[str] = []
-        self.started = time.perf_counter()
-        with open(self.log, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "derivlib", "serve", "--model", str(model),
-                                          "--port", "0"], cwd=REPO, env=environment(tmp_path), text=True,
-                                         stdout=subprocess.PIPE, stderr=err)
-        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not any(line.startswith("serving ") for line in self.lines):
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()[-3000:]
-            time.sleep(0.1)
-        # "serving NAME (DIRECTORY, loaded in S s) at URL"
-        first = next(line for line in self.lines if line.startswith("serving "))
-        self.name = first.split()[1]
-        self.url = first.split()[-1]
-        self.start_s = time.perf_counter() - self.started
-
-    def get(self, path: str):
-        import httpx  # what the openai client uses too
-
-        return httpx.get(self.url.removesuffix("/v1") + path, timeout=10)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout=60)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def prompt_command(served: Served, sets: Path, cache: Path, out: Path) -> list[str]:
