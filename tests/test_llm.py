@@ -192,7 +192,11 @@ def test_interrupted_run_resumes_from_the_cache_without_asking_again(server, set
 
 
 @pytest.mark.slow
-def test_killed_cli_rerun_asks_nothing_twice(sets_dir, tmp_path):
+@pytest.mark.parametrize("kill_after", [5, 15])
+def test_killed_cli_rerun_asks_nothing_twice_and_gives_the_uninterrupted_bytes(sets_dir, tmp_path, kill_after):
+    """``prompt`` SIGKILLed once ``kill_after`` answers are cached, then rerun: nothing cached is
+    asked again, and its predictions.jsonl equals, byte for byte, that of an uninterrupted run
+    with a cache of its own."""
     env = {**os.environ, "OPENAI_API_KEY": FAKE_KEY, "DERIVLIB_DATA": str(tmp_path / "data")}
     out = tmp_path / "out"
     with FakeChatServer(answer_delay=0.05) as server:
@@ -200,13 +204,13 @@ def test_killed_cli_rerun_asks_nothing_twice(sets_dir, tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         cache = llm.ResponseCache(tmp_path / "data" / "llm" / "cache")  # the default: <data root>/llm/cache
         deadline = time.monotonic() + 60
-        while len(cache) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        while len(cache) < kill_after and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, proc.stdout.read().decode()
         cached_prompts = {cache.get(k)["messages"][-1]["content"] for k in cache.keys()}
-        assert 5 <= len(cached_prompts) < N_PROMPTS
+        assert kill_after <= len(cached_prompts) < N_PROMPTS
         assert not list(cache.directory.glob("*/*.json.tmp"))  # no half-written answer was published
         assert not out.exists()  # the killed run never became a complete run directory
         hits_at_kill = dict(server.hits)
@@ -216,7 +220,13 @@ def test_killed_cli_rerun_asks_nothing_twice(sets_dir, tmp_path):
         for prompt_text in cached_prompts:
             assert server.hits[prompt_text] == hits_at_kill[prompt_text]  # never asked again
         assert server.total_hits() - sum(hits_at_kill.values()) == N_PROMPTS - len(cached_prompts)
+        uninterrupted = tmp_path / "uninterrupted"
+        whole = subprocess.run(cli_command(sets_dir, uninterrupted, server.base_url, "--cache",
+                                           str(tmp_path / "own-cache")), cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert whole.returncode == 0, whole.stderr
     assert len(read_jsonl(out / "predictions.jsonl")) == N_PROMPTS
+    assert (out / "predictions.jsonl").read_bytes() == (uninterrupted / "predictions.jsonl").read_bytes()
     assert (out / rundir.COMPLETE).exists() and not out.with_name("out.partial").exists()
     assert len(cache) == N_PROMPTS
 
