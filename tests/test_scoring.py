@@ -20,6 +20,7 @@ from derivlib.__main__ import main as cli_main
 from derivlib.base.files import write_jsonl
 from derivlib.base.params import ParameterError
 from derivlib.base.vocabulary import SETS, paper_item_id
+from derivlib.models import t5
 from derivlib.readers import released
 from derivlib.stages import rundir
 from derivlib.stages import score as stage
@@ -212,11 +213,14 @@ def fixture_predictions_run(records: list[dict], name: str = "fixture") -> str:
 def test_score_stage_runs_then_loads(isolated_data, monkeypatch):
     monkeypatch.delenv(released.ENV, raising=False)
     records = fixture_records()
+    records[-1]["prediction"] = records[-1]["prediction"][:-4]  # cut off: not well-formed
     namespace = {"predictions": [fixture_predictions_run(records)], "n_bootstrap": 50, "profile": "tiny"}
     run = stage.open_run(namespace)
     result = stage.run(run)
     assert run.complete and run.dir == run.final
     assert len(result.scores) == len(records)
+    assert list(result.scores["well_formed"]) == [int(t5.is_well_formed(r["prediction"].strip())) for r in records]
+    assert result.scores["well_formed"].sum() == len(records) - 1
     assert set(result.means["metric"]) == set(metrics.PAPER_METRICS + metrics.LATEX_METRICS)
     assert list(result.means["set"].cat.categories) == list(SETS)
     expected = scoring.sensitivity_items(records, stage.Params().metrics)

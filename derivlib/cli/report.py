@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..base.files import check_writable, refuse_overlap
+from ..base.files import check_writable, read_jsonl, refuse_overlap
 from ..base.params import ParameterError
 from ..presentation import report
 from ..stages.rundir import COMPLETE, data_root
@@ -23,6 +23,11 @@ def add_arguments(p):
     p.add_argument("--profile", default="smoke", help="profile whose runs and notebooks to report (default: smoke)")
     p.add_argument("--build", type=Path, help="executed notebooks (default: build/<profile>)")
     p.add_argument("--out", type=Path, help="report directory (default: <build>/report)")
+    p.add_argument("--markdown", action="store_true",
+                   help="only print the stage times and the main results as Markdown tables (the README's), "
+                        "writing nothing")
+    p.add_argument("--compare", nargs="+", metavar="MODEL", default=[],
+                   help="with --markdown: also these models side by side on the items all of them answered")
 
 
 def _stage_run(notebook: str, profile: str) -> report.StageRun:
@@ -51,10 +56,42 @@ def _csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
+def _results(profile: str) -> pd.DataFrame:
+    root = data_root()
+    return report.results_table(_csv(root / "score" / profile / "means.csv"),
+                                _csv(root / "error_analysis" / profile / "summary.csv"),
+                                _csv(root / "score" / profile / "scores.csv"))
+
+
+def print_markdown(profile: str, stages: list[report.StageRun], compare: list[str]) -> int:
+    times = report.stage_times(stages)
+    print(f"Stage times ({profile}; started to finished of each published run):\n")
+    print(report.markdown(times))
+    table = _results(profile)
+    print(f"\nMain results ({profile}): ROUGE-2 x100 [95% interval], well-formed outputs, symbolic check:\n")
+    print(report.markdown(table) if len(table) else "(no scores yet: make score errors)")
+    if compare:
+        checks_path = data_root() / "error_analysis" / profile / "checks.jsonl"
+        if not checks_path.exists():
+            raise ParameterError(f"--compare: {checks_path} does not exist: run make errors first")
+        try:
+            same = report.same_items_table(read_jsonl(checks_path),
+                                           _csv(data_root() / "score" / profile / "scores.csv"), compare)
+        except ValueError as err:
+            raise ParameterError(f"--compare: {checks_path}: {err}") from None
+        print(f"\n{', '.join(compare)} on the same items ({profile}):\n")
+        print(report.markdown(same))
+    return 0
+
+
 def run(args) -> int:
     build = args.build or Path("build") / args.profile
     out = args.out or build / "report"
     stages = [_stage_run(name, args.profile) for name in notebook_names()]
+    if args.compare and not args.markdown:
+        raise ParameterError("--compare goes with --markdown")
+    if args.markdown:
+        return print_markdown(args.profile, stages, args.compare)
     check_out(out, [("--build", build / f"{name}.ipynb") for name in notebook_names()]
               + [("run directory", stage.directory) for stage in stages if stage.directory])
     partial = out.with_name(out.name + ".partial")
@@ -76,9 +113,7 @@ def run(args) -> int:
         for name, path in stage.figures.items():
             shutil.copyfile(path, partial / "figures" / f"{name}.png")
             figure_links[name] = (f"figures/{name}.png", stage.notebook)
-    root = data_root()
-    table = report.results_table(_csv(root / "score" / args.profile / "means.csv"),
-                                 _csv(root / "error_analysis" / args.profile / "summary.csv"))
+    table = _results(args.profile)
     (partial / "index.html").write_text(report.index_html(args.profile, stages, table, figure_links,
                                                          notebook_links), encoding="utf-8")
     if out.exists():

@@ -31,15 +31,22 @@ class StageRun:
     figures: dict = field(default_factory=dict)  # name -> path
 
 
-def results_table(means: pd.DataFrame | None, summary: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per model x set: ROUGE-2 (x100) with its 95% interval, share of generated
-    equations labelled incorrect, and share of derivations that reach their goal."""
+def results_table(means: pd.DataFrame | None, summary: pd.DataFrame | None,
+                  scores: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model x set: items, ROUGE-2 (x100) with its 95% interval, share of outputs
+    that are well-formed (from ``scores``, the score stage's per-item table, when it has the
+    column), share of generated equations labelled incorrect, and share of derivations that
+    reach their goal."""
     rows = {}
     if means is not None and len(means):
         rouge = means[means["metric"] == "rouge"]
         for record in rouge.to_dict("records"):
             rows[(record["model"], record["set"])] = {
+                "items": str(int(record["n"])) if "n" in record else "-",
                 "ROUGE-2": f"{record['mean']:.1f} [{record['ci_low']:.1f}, {record['ci_high']:.1f}]"}
+    if scores is not None and "well_formed" in scores:
+        for (model, set_name), share in scores.groupby(["model", "set"])["well_formed"].mean().items():
+            rows.setdefault((model, set_name), {})["well-formed"] = f"{100 * share:.1f}%"
     if summary is not None and len(summary):
         for record in summary.to_dict("records"):
             row = rows.setdefault((record["model"], record["set"]), {})
@@ -47,13 +54,78 @@ def results_table(means: pd.DataFrame | None, summary: pd.DataFrame | None) -> p
             derivations = record.get("derivations") or 0
             row["incorrect equations"] = f"{100 * record['incorrect'] / equations:.1f}%" if equations else "-"
             row["goal reached"] = f"{100 * record['goal_reached'] / derivations:.1f}%" if derivations else "-"
+    columns = ["model", "set", "items", "ROUGE-2", "well-formed", "incorrect equations", "goal reached"]
     if not rows:
-        return pd.DataFrame(columns=["model", "set", "ROUGE-2", "incorrect equations", "goal reached"])
+        return pd.DataFrame(columns=columns)
     order = {name: i for i, name in enumerate(SETS)}
     table = pd.DataFrame([{"model": m, "set": s, **values} for (m, s), values in rows.items()])
+    table = table.reindex(columns=[c for c in columns if c in table.columns])
     table["_order"] = table["set"].map(order)
-    table = table.sort_values(["model", "_order"]).drop(columns="_order").fillna("-")
+    table = table.sort_values(["model", "_order"]).drop(columns="_order").astype(object).fillna("-")
     return table.reset_index(drop=True)
+
+
+def stage_times(stages: list[StageRun]) -> pd.DataFrame:
+    """Wall time of each stage's published run, from its meta.json (started to finished; a run
+    resumed after an interruption counts from its first start)."""
+    rows = []
+    for stage in stages:
+        started, finished = stage.meta.get("started"), stage.meta.get("finished")
+        if stage.directory is None or not (started and finished):
+            rows.append({"notebook": stage.notebook, "minutes": "not run"})
+            continue
+        seconds = (pd.Timestamp(finished) - pd.Timestamp(started)).total_seconds()
+        rows.append({"notebook": stage.notebook, "minutes": f"{seconds / 60:.1f}"})
+    return pd.DataFrame(rows, columns=["notebook", "minutes"])
+
+
+def same_items_table(checks: list[dict], scores: pd.DataFrame | None, models: list[str]) -> pd.DataFrame:
+    """``models`` side by side on the items every one of them answered, per set: ROUGE-2 (x100,
+    the paper's, as the check stored it), well-formed outputs (from ``scores`` when it has the
+    column), incorrect equations over all generated equations, goal reached. ``checks``: the
+    error-analysis records (model, set, id, labels, goal_reached, rouge)."""
+    by_model = {m: {} for m in models}
+    for record in checks:
+        if record["model"] in by_model:
+            by_model[record["model"]][(record["set"], record["id"])] = record
+    missing = [m for m, found in by_model.items() if not found]
+    if missing:
+        known = sorted({r["model"] for r in checks})
+        raise ValueError(f"no checked outputs of model(s) {', '.join(missing)}; checked models: {', '.join(known)}")
+    common = set.intersection(*(set(found) for found in by_model.values()))
+    formed = {}
+    if scores is not None and "well_formed" in scores:
+        # ids as text: a CSV reader makes numeric ids (the authors' files have them) numbers
+        formed = {(r["model"], r["set"], str(r["id"])): r["well_formed"] for r in scores.to_dict("records")}
+    rows = []
+    for set_name in SETS:
+        keys = sorted(k for k in common if k[0] == set_name)
+        if not keys:
+            continue
+        for model in models:
+            records = [by_model[model][k] for k in keys]
+            labels = [label for r in records for label in r["labels"]]
+            shares = [formed[(model, k[0], str(k[1]))] for k in keys if (model, k[0], str(k[1])) in formed]
+            rows.append({"set": set_name, "model": model, "items": len(keys),
+                         "ROUGE-2": f"{100 * sum(r['rouge'] for r in records) / len(records):.1f}",
+                         "well-formed": f"{100 * sum(shares) / len(shares):.1f}%" if shares else "-",
+                         "incorrect equations": (f"{100 * labels.count('incorrect') / len(labels):.1f}%"
+                                                 if labels else "-"),
+                         "goal reached": f"{100 * sum(bool(r['goal_reached']) for r in records) / len(records):.1f}%"})
+    return pd.DataFrame(rows, columns=["set", "model", "items", "ROUGE-2", "well-formed", "incorrect equations",
+                                       "goal reached"])
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table. By hand: pandas' ``to_markdown`` needs the
+    ``tabulate`` package for these few lines."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(c) for c in table.columns) + " |",
+             "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
 
 
 def notebook_html(path: Path) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import metrics, scoring
 from ..base.params import ParameterError, from_namespace
+from ..models import t5
 from ..presentation import plots
 from ..readers import released, runs
 from . import rundir
@@ -93,8 +94,8 @@ def _records(run: rundir.Run) -> list[dict]:
 
 def run(run: rundir.Run) -> Result:
     """Score every listed predictions run (and the released outputs when used); write
-    ``scores.csv``, ``means.csv``, ``sensitivity.csv`` and the figure ``score_drops``. A complete
-    run loads."""
+    ``scores.csv`` (with a 0/1 ``well_formed`` column beside the metrics), ``means.csv``,
+    ``sensitivity.csv`` and the figure ``score_drops``. A complete run loads."""
     if run.complete:
         return Result(pd.read_csv(run.path("scores.csv")), scoring.in_paper_order(pd.read_csv(run.path("means.csv"))),
                       pd.read_csv(run.path("sensitivity.csv")).set_index(["model", "id"]), run.figures())
@@ -111,6 +112,8 @@ def run(run: rundir.Run) -> Result:
     scores = scoring.score_records(records, scored_names, bleurt_checkpoint=params.bleurt_checkpoint or None)
     means = scoring.means_table(scores, params.n_bootstrap, params.seed)
     sensitivity = scoring.sensitivity_items(records, metric_names)
+    # not a metric (no interval in means.csv): the share the README's and the report's tables show
+    scores["well_formed"] = [int(t5.is_well_formed(r["prediction"].strip())) for r in records]
     scores.to_csv(run.path("scores.csv"), index=False)
     means.to_csv(run.path("means.csv"), index=False)
     sensitivity.to_csv(run.path("sensitivity.csv"))
