@@ -10,11 +10,12 @@ PKG := $(shell find derivlib -name '*.py' 2>/dev/null)
 RUN_NB = $(PY) -m derivlib notebook $(1) --profile $(PROFILE) --out $@
 
 .DELETE_ON_ERROR:
-.PHONY: reproduce report test setup clean lab generate testsets train predict prompt-llm train-lora score errors paper-outputs paper-items benchmarks help
+.PHONY: reproduce report readme-tables test setup clean lab generate testsets train predict prompt-llm train-lora score errors paper-outputs paper-items benchmarks help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|paper]  run every notebook (outputs: data/, figures/<profile>/, build/<profile>/)"
 	@echo "make test                             unit tests + every notebook with the tiny profile"
+	@echo "make readme-tables                    the README's result tables, printed from this profile's runs"
 	@echo "make lab                              JupyterLab with the derivlib kernel"
 	@echo "make clean                            remove build outputs (keeps data/llm caches of paid API calls)"
 
@@ -38,6 +39,11 @@ reproduce: generate testsets train predict prompt-llm train-lora score errors pa
 # The report of the runs above: build/<profile>/report/index.html (plain HTML, opens from disk).
 report: $(STAMP)
 	$(PY) -m derivlib report --profile $(PROFILE)
+
+# The README's stage-time, results and same-items tables, printed as Markdown from the runs above.
+COMPARE ?= t5-scratch smollm2-135m-instruct-lora
+readme-tables: $(STAMP)
+	$(PY) -m derivlib report --profile $(PROFILE) --markdown --compare $(COMPARE)
 
 generate: $(BUILD)/01_generate.ipynb
 testsets: $(BUILD)/02_testsets.ipynb
