@@ -322,6 +322,9 @@ def test_stage_generates_verifies_draws_and_loads(isolated_data):
     assert set(result.derivations["source"]) >= {"ours"} and len(result.derivations) >= 9
     meta = json.loads(run.path("meta.json").read_text())
     assert meta["counts"]["rejections"] == result.rejections and meta["counts"]["derivations"] == 9
+    progress = [line for line in run.path("log.txt").read_text().splitlines() if "/9 derivations" in line]
+    assert progress and all(" derivations/s, ETA " in line for line in progress[1:]), progress
+    assert "9/9 derivations (" in progress[-1] and progress[-1].endswith(", ETA 00:00)")
     again = stage.open_run(namespace)
     assert again.complete and again.dir == run.dir
     loaded = stage.run(again)

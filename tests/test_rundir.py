@@ -4,13 +4,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-
-import pytest
-
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from derivlib.base import files, params as config_params, seeding
 from derivlib.base.params import ParameterError
@@ -200,6 +199,8 @@ def test_meta_records_the_hardware(tmp_path):
     run = rundir.start_run("stage", config_params.validate(Params, {}), root=tmp_path)
     hardware = run.meta["hardware"]
     assert hardware["cpu_count"] >= 1 and hardware["machine"]
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    assert hardware["cpu_bf16"] == sorted({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 def test_upstream_must_be_complete(tmp_path):

@@ -342,7 +342,11 @@ def test_stages_train_and_predict_then_load(sets_dir, isolated_data):
     assert meta["counts"] == {"train_items": 16, "dev_items": trained.summary["dev_items"],
                               "steps": trained.summary["steps"]}
     assert json.loads((final / "summary.json").read_text())["precision"] == trained.summary["precision"]
-    assert "tok/s" in (final / "log.txt").read_text()
+    hardware = meta["hardware"]  # what the numbers depend on, in the file every run has
+    assert hardware["precision"] == trained.summary["precision"] in ("bf16", "fp32")
+    assert hardware["torch_threads"] == trained.summary["torch_threads"] >= 1 and hardware["device"] == "cpu"
+    assert hardware["cpu"] and isinstance(hardware["cpu_bf16"], list) and "omp_num_threads" in hardware
+    assert "tok/s" in (final / "log.txt").read_text() and " steps/s, ETA " in (final / "log.txt").read_text()
     again = train_t5.open_run(stage_values(sets_dir, epochs=1, max_train_items=16))
     assert again.complete  # a complete run loads instead of training
     loaded = train_t5.run(again)

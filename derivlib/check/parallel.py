@@ -29,6 +29,7 @@ from typing import Callable, Iterable
 
 import pebble
 
+from ..base.progress import Progress
 from .derivations import RELEVANCE, SETUP, DerivationCheck, EquationCheck, check_record, validate_record
 
 try:
@@ -121,6 +122,7 @@ class _Run:
         self.waiting = collections.deque(range(len(records)))
         self.running: dict = {}
         self.done = 0
+        self.progress = Progress(len(records))
 
     def step(self, index: int) -> int:
         """The step the current attempt at ``index`` is on (``_NOT_STARTED`` before it starts)."""
@@ -180,7 +182,8 @@ class _Run:
             raise ValueError(f"record {index + 1} ({self.records[index].get('id', '?')!r}): {err}") from None
         self.done += 1
         if self.log and self.done % 200 == 0:
-            self.log(f"checked {self.done}/{len(self.records)} derivations")
+            self.log(f"checked {self.done}/{len(self.records)} derivations "
+                     f"({self.progress.rate_and_eta(self.done, 'derivations')})")
 
     def _enforce_time_limit(self) -> None:
         now = time.monotonic()
@@ -231,10 +234,10 @@ def check_records(records: Iterable[dict], seed: int = 0, workers: int = 0, time
         except ValueError as err:
             raise ValueError(f"record {number}: {err}") from None
     if workers == 0 or not records:
-        checks = []
+        checks, progress = [], Progress(len(records))
         for number, record in enumerate(records, 1):
             checks.append(check_record(record, seed))
             if log and number % 200 == 0:
-                log(f"checked {number}/{len(records)} derivations")
+                log(f"checked {number}/{len(records)} derivations ({progress.rate_and_eta(number, 'derivations')})")
         return checks
     return _Run(records, seed, workers, time_limit, memory_limit_mb, log).run()

@@ -27,6 +27,7 @@ import pandas as pd
 from .. import augment, latex, metrics
 from ..base.files import atomic_write_json
 from ..base.params import ParameterError
+from ..base.progress import Progress
 from ..base.vocabulary import JOIN
 from . import tokenization
 from .syntax import BalancedBrackets
@@ -321,6 +322,7 @@ def progress_callback(log: Callable[[str], None]):
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.last_time, self.last_tokens = time.perf_counter(), state.num_input_tokens_seen
+            self.progress = Progress(state.max_steps, state.global_step)
             log(f"training: {state.max_steps} steps, resuming at step {state.global_step}"
                 if state.global_step else f"training: {state.max_steps} steps")
 
@@ -331,7 +333,8 @@ def progress_callback(log: Callable[[str], None]):
                 rate = (state.num_input_tokens_seen - self.last_tokens) / max(now - self.last_time, 1e-9)
                 self.last_time, self.last_tokens = now, state.num_input_tokens_seen
                 log(f"step {state.global_step}/{state.max_steps} (epoch {state.epoch:.2f}): "
-                    f"loss {logs['loss']:.4f}, {rate:,.0f} input tok/s")
+                    f"loss {logs['loss']:.4f}, {rate:,.0f} input tok/s, "
+                    f"{self.progress.rate_and_eta(state.global_step, 'steps')}")
             if "eval_loss" in logs:
                 log(f"step {state.global_step} (epoch {state.epoch:.2f}): dev loss "
                     f"{logs['eval_loss']:.4f}, dev ROUGE-2 {100 * logs.get('eval_rouge2', float('nan')):.2f}")

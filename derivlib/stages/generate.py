@@ -30,6 +30,7 @@ from .. import generate, verify
 from ..base import parallel
 from ..base.files import atomic_write_json, read_jsonl, write_jsonl
 from ..base.params import ParameterError, from_namespace
+from ..base.progress import Progress
 from ..base.vocabulary import split_equations
 from ..derivation import operator_name
 from ..presentation import plots
@@ -205,12 +206,14 @@ def run(run: rundir.Run) -> Result:
         return load(run)
     params = run.params
     n = params.n_derivations
-    logged = [0]
+    logged, clock = [0], []
 
     def progress(done, total):
+        if not clock:  # the first call: what a resumed run found already done
+            clock.append(Progress(total, done))
         if done == total or done - logged[0] >= max(1, total // 10):
             logged[0] = done
-            run.log(f"{done}/{total} derivations")
+            run.log(f"{done}/{total} derivations ({clock[0].rate_and_eta(done, 'derivations')})")
 
     # chunks keyed by (seed, index range) and stored as they arrive: any backend and any number
     # of workers give the same files, and a rerun resumes from the stored chunks

@@ -102,15 +102,28 @@ def git_commit() -> str | None:
 
 
 def hardware() -> dict:
-    """What the run ran on: outputs of training can depend on the CPU (its bf16 support)."""
-    model = platform.processor() or None
+    """What the run ran on: outputs of training can depend on the CPU (its bf16 support, which
+    ``precision: auto`` follows) and on the thread counts. The training stages add the precision
+    they chose and torch's thread count (:func:`record_precision`)."""
+    model, flags = platform.processor() or None, set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+            for line in fh:
+                if line.startswith("model name") and not flags:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
     except OSError:
         pass
     return {"machine": platform.machine(), "cpu": model, "cpu_count": os.cpu_count(),
-            "system": platform.system()}
+            "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "system": platform.system()}
+
+
+def record_precision(run: "Run", precision: str, torch_threads: int | None, device: str | None = None) -> None:
+    """Add a training run's chosen precision, torch thread count and device to its meta.json."""
+    run.meta.setdefault("hardware", {}).update(precision=precision, torch_threads=torch_threads, device=device)
 
 
 #: lock file -> the lock this process holds on an unfinished run.

@@ -102,6 +102,8 @@ def run(run: rundir.Run, *, cache_dir: Path | str | None = None) -> Result:
         # checkpoints and decoded answers are kept; the partial directory stays for a rerun, unlocked
         run.release()
         raise
+    summary = trained.summary
+    rundir.record_precision(run, summary.get("precision"), summary.get("torch_threads"), summary.get("device"))
     run.finish(steps=trained.summary.get("steps"), predictions=len(decoded.predictions))
     return Result(summary=trained.summary, history=trained.history, samples=trained.samples,
                   adapter_dir=run.path("adapter"), decoded=decoded, figures=run.figures())

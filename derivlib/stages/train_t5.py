@@ -97,6 +97,7 @@ def run(run: rundir.Run) -> Result:
     write_jsonl(run.path("dev_samples.jsonl"), trained.samples)
     run.save_figure(plots.loss_curve(trained.history), LOSS_FIGURE)
     summary = trained.summary
+    rundir.record_precision(run, summary.get("precision"), summary.get("torch_threads"), summary.get("device"))
     run.finish(train_items=summary["train_items"], dev_items=summary["dev_items"], steps=summary["steps"])
     return Result(summary=summary, history=trained.history, samples=trained.samples,
                   model_dir=run.path("model"), figures=run.figures())
