@@ -378,3 +378,12 @@ def test_error_analysis_stage_names_bad_parameters(isolated_data, tmp_path):
         stage.open_run({"predictions": [], "time_limit": -1.0})
     with pytest.raises(ParameterError, match="sed"):
         stage.open_run({"predictions": [], "sed": 1})
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_progress_lines_every_200_derivations_with_rate_and_time_left(workers):
+    records = [{**record, "id": f"t{index}"} for index in range(200) for record in toy_records(("static",))]
+    lines = []
+    checks = check.check_records(records, workers=workers, log=lines.append)
+    assert len(checks) == 200
+    assert len(lines) == 1 and lines[0].startswith("checked 200/200 derivations (") and "ETA 00:00" in lines[0]

@@ -122,7 +122,7 @@ class _Run:
         self.waiting = collections.deque(range(len(records)))
         self.running: dict = {}
         self.done = 0
-        self.progress = Progress(len(records))
+        self.rate = Progress(len(records))
 
     def step(self, index: int) -> int:
         """The step the current attempt at ``index`` is on (``_NOT_STARTED`` before it starts)."""
@@ -183,7 +183,7 @@ class _Run:
         self.done += 1
         if self.log and self.done % 200 == 0:
             self.log(f"checked {self.done}/{len(self.records)} derivations "
-                     f"({self.progress.rate_and_eta(self.done, 'derivations')})")
+                     f"({self.rate.rate_and_eta(self.done, 'derivations')})")
 
     def _enforce_time_limit(self) -> None:
         now = time.monotonic()
