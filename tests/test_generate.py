@@ -62,7 +62,12 @@ def test_verification_in_two_processes_equals_one(records):
     out, _ = records
     one = stage.verify_records(out, "ours", workers=1)
     assert one.n_steps == sum(len(r["srepr_derivation"]) for r in out) and not one.failures
-    assert stage.verify_records(out, "ours", workers=2) == one
+    lines = []
+    assert stage.verify_records(out, "ours", workers=2, log=lines.append) == one
+    # 8 slices of ceil(N / 8) derivations; a line as each but the last comes back
+    size = -(-len(out) // 8)
+    assert [line.split(" (")[0] for line in lines] == [
+        f"verified {size * k}/{len(out)} derivations" for k in range(1, 8) if size * k < len(out)]
 
 
 def test_same_seed_same_records_and_other_seed_differs(records):

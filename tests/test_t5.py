@@ -221,7 +221,7 @@ def test_training_end_to_end(trained):
     assert len(result.samples) == 4 and all(isinstance(s["prediction"], str) for s in result.samples)
 
 
-def test_predictions_are_shared_records_and_deterministic(trained, sets_dir):
+def test_predictions_are_shared_records_and_deterministic(trained, sets_dir, monkeypatch):
     _, result, _ = trained
     model, tokenizer = t5.load_model(result.model_dir)
     items = load_set(sets_dir, "static")[:3]
@@ -232,6 +232,14 @@ def test_predictions_are_shared_records_and_deterministic(trained, sets_dir):
     # greedy decoding is deterministic: the same model gives the same outputs
     assert t5.generate(model, tokenizer, [it["prompt"] for it in items], max_new_tokens=40) == [
         r["prediction"] for r in records]
+    # progress lines between batches (here after each, at any interval) change nothing decoded
+    monkeypatch.setattr(t5, "PROGRESS_EVERY_S", 0.0)
+    lines = []
+    again = t5.predictions(model, tokenizer, items, "static", "t5-scratch",
+                           t5.DecodeConfig(max_new_tokens=40, batch_size=1), log=lines.append)
+    assert again == records
+    assert [line.split(" (")[0] for line in lines] == ["static: 1/3 items decoded", "static: 2/3 items decoded"]
+    assert all(" items/s, ETA " in line for line in lines)
     table = t5.summary_table(records + baseline.predictions(items, "static"))
     assert set(table.columns) >= {"model", "set", "rouge2", "well_formed", "items"}
     row = table[(table.model == baseline.MODEL_NAME) & (table.set == "static")].iloc[0]

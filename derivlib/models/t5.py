@@ -608,13 +608,19 @@ def _training_arguments(cls, checkpoints: Path, config: TrainConfig, strategy: s
 
 # ----------------------------------------------------------------------------------- decoding
 
+#: Seconds between two progress lines of :func:`generate` (when it is given a ``log``).
+PROGRESS_EVERY_S = 30.0
+
+
 def generate(model, tokenizer, prompts: list[str], num_beams: int = 1, repetition_penalty: float = 1.0,
-             max_new_tokens: int = 512, batch_size: int = 32, balanced: bool = False) -> list[str]:
+             max_new_tokens: int = 512, batch_size: int = 32, balanced: bool = False,
+             log: Callable[[str], None] | None = None) -> list[str]:
     """Batched greedy (``num_beams=1``) or beam-search decoding, outputs in the prompts' order.
 
     Prompts are decoded in order of length so that each batch pads little; deterministic.
     ``balanced``: only outputs with balanced brackets and one top-level ``=`` per equation
-    (:mod:`derivlib.models.syntax`).
+    (:mod:`derivlib.models.syntax`). ``log`` gets a line with the count, rate and time left at
+    most every :data:`PROGRESS_EVERY_S` seconds (between batches).
     """
     import torch  # optional heavy dependency
 
@@ -624,6 +630,7 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int = 1, repetitio
     outputs: list[str] = [""] * len(prompts)
     device = next(model.parameters()).device
     model.eval()
+    progress, last_line = Progress(len(prompts)), time.monotonic()
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
         batch = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True).to(device)
@@ -632,18 +639,23 @@ def generate(model, tokenizer, prompts: list[str], num_beams: int = 1, repetitio
         for i, text in zip(chunk, tokenizer.batch_decode(generated, skip_special_tokens=True,
                                                          clean_up_tokenization_spaces=False)):
             outputs[i] = text.strip()
+        done = start + len(chunk)
+        if log is not None and done < len(order) and time.monotonic() - last_line >= PROGRESS_EVERY_S:
+            last_line = time.monotonic()
+            log(f"{done}/{len(order)} items decoded ({progress.rate_and_eta(done, 'items')})")
     return outputs
 
 
 def predictions(model, tokenizer, items: Sequence[dict], set_name: str, trained_label: str,
-                config: DecodeConfig) -> list[dict]:
+                config: DecodeConfig, log: Callable[[str], None] | None = None) -> list[dict]:
     """Prediction records (``derivlib.base.vocabulary.PREDICTION_FIELDS``) of ``items``
     (``id``, ``prompt``, ``derivation``) of one test set, decoded as ``config`` says; the
-    ``model`` field is :func:`prediction_label` of ``trained_label``."""
+    ``model`` field is :func:`prediction_label` of ``trained_label``. ``log``: progress lines
+    (:func:`generate`), each prefixed by the set's name."""
     label = prediction_label(trained_label, config.balanced_decoding)
     outputs = generate(model, tokenizer, [it["prompt"] for it in items], config.num_beams,
                        config.repetition_penalty, config.max_new_tokens, config.batch_size,
-                       config.balanced_decoding)
+                       config.balanced_decoding, log=None if log is None else (lambda m: log(f"{set_name}: {m}")))
     return [{"id": it["id"], "model": label, "set": set_name, "prompt": it["prompt"],
              "reference": it["derivation"], "prediction": out,
              "srepr_derivation": it.get("srepr_derivation")} for it, out in zip(items, outputs)]

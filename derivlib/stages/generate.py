@@ -21,7 +21,7 @@ import shutil
 from collections import Counter
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 from joblib import Parallel, delayed
@@ -152,15 +152,23 @@ def comparison_tables(records: Sequence[dict], released_records: Sequence[dict] 
 
 # ----------------------------------------------------------------------------------- verification
 
-def verify_records(records: Sequence[dict], source: str, workers: int = 1) -> verify.FileReport:
+def verify_records(records: Sequence[dict], source: str, workers: int = 1,
+                   log: Callable[[str], None] | None = None) -> verify.FileReport:
     """The verifier's report on every step of ``records``, computed in ``workers`` processes
-    (contiguous slices, so the rows keep the records' order)."""
+    (contiguous slices, so the rows keep the records' order); ``log`` gets a progress line as
+    each slice comes back."""
     derivations = [(r["id"], "srepr_derivation", r["srepr_derivation"]) for r in records]
     if workers == 1 or len(derivations) < 2:
         return verify.verify_derivations(derivations, source)
     size = -(-len(derivations) // (4 * workers))
     slices = [derivations[k:k + size] for k in range(0, len(derivations), size)]
-    reports = Parallel(n_jobs=workers)(delayed(verify.verify_derivations)(part, source) for part in slices)
+    reports, progress = [], Progress(len(derivations))
+    for report in Parallel(n_jobs=workers, return_as="generator")(
+            delayed(verify.verify_derivations)(part, source) for part in slices):
+        reports.append(report)
+        done = min(len(derivations), size * len(reports))
+        if log is not None and done < len(derivations):
+            log(f"verified {done}/{len(derivations)} derivations ({progress.rate_and_eta(done, 'derivations')})")
     return verify.FileReport(source, [row for report in reports for row in report.rows])
 
 
@@ -223,7 +231,7 @@ def run(run: rundir.Run) -> Result:
         write_jsonl(run.path("derivations.jsonl"), records)
         atomic_write_json(run.path("rejections.json"), rejections)
         run.log(f"verifying every step of the {len(records)} derivations")
-        report = verify_records(records, str(run.final / "derivations.jsonl"), jobs)
+        report = verify_records(records, str(run.final / "derivations.jsonl"), jobs, log=run.log)
     atomic_write_json(run.path("verification.json"), report.to_json())
     run.log(report.summary().splitlines()[0])
     run.meta["released_digest"] = released.results_digest()[0]

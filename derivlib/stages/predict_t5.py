@@ -124,7 +124,7 @@ def run(run: rundir.Run) -> Result:
         if params.max_items:
             items = items[: params.max_items]
         started = time.perf_counter()
-        records += t5.predictions(model, tokenizer, items, name, trained_label, decoding)
+        records += t5.predictions(model, tokenizer, items, name, trained_label, decoding, log=run.log)
         run.log(f"{name}: {len(items)} items decoded in {time.perf_counter() - started:.1f} s")
         records += baseline.predictions(items, name)
     write_jsonl(run.path("predictions.jsonl"), records)
