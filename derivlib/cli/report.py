@@ -56,18 +56,22 @@ def _csv(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.exists() else None
 
 
-def _results(profile: str) -> pd.DataFrame:
+def _results(profile: str, scores: pd.DataFrame | None) -> pd.DataFrame:
     root = data_root()
     return report.results_table(_csv(root / "score" / profile / "means.csv"),
-                                _csv(root / "error_analysis" / profile / "summary.csv"),
-                                _csv(root / "score" / profile / "scores.csv"))
+                                _csv(root / "error_analysis" / profile / "summary.csv"), scores)
+
+
+def _scores(profile: str) -> pd.DataFrame | None:
+    return _csv(data_root() / "score" / profile / "scores.csv")
 
 
 def print_markdown(profile: str, stages: list[report.StageRun], compare: list[str]) -> int:
     times = report.stage_times(stages)
     print(f"Stage times ({profile}; started to finished of each published run):\n")
     print(report.markdown(times))
-    table = _results(profile)
+    scores = _scores(profile)
+    table = _results(profile, scores)
     print(f"\nMain results ({profile}): ROUGE-2 x100 [95% interval], well-formed outputs, symbolic check:\n")
     print(report.markdown(table) if len(table) else "(no scores yet: make score errors)")
     if compare:
@@ -75,8 +79,7 @@ def print_markdown(profile: str, stages: list[report.StageRun], compare: list[st
         if not checks_path.exists():
             raise ParameterError(f"--compare: {checks_path} does not exist: run make errors first")
         try:
-            same = report.same_items_table(read_jsonl(checks_path),
-                                           _csv(data_root() / "score" / profile / "scores.csv"), compare)
+            same = report.same_items_table(read_jsonl(checks_path), scores, compare)
         except ValueError as err:
             raise ParameterError(f"--compare: {checks_path}: {err}") from None
         print(f"\n{', '.join(compare)} on the same items ({profile}):\n")
@@ -113,7 +116,7 @@ def run(args) -> int:
         for name, path in stage.figures.items():
             shutil.copyfile(path, partial / "figures" / f"{name}.png")
             figure_links[name] = (f"figures/{name}.png", stage.notebook)
-    table = _results(args.profile)
+    table = _results(args.profile, _scores(args.profile))
     (partial / "index.html").write_text(report.index_html(args.profile, stages, table, figure_links,
                                                          notebook_links), encoding="utf-8")
     if out.exists():
