@@ -291,10 +291,14 @@ def test_predict_killed_then_rerun_gives_the_same_predictions(commands, sets, tr
 # ----------------------------------------------------------------------------------- notebook
 
 @pytest.mark.slow
-def test_notebook_killed_while_drawing_keeps_the_published_run(commands, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_notebook_killed_while_drawing_keeps_the_published_run(commands, tmp_path, monkeypatch, sig):
     """01_generate killed while it draws its figures, over a complete run of other parameters:
     the published run and its figures stay as they were, and the kernel goes with the command;
-    the rerun publishes the new run whole, with the bytes of an uninterrupted run."""
+    the rerun publishes the new run whole, with the bytes of an uninterrupted run. (Before the
+    command killed its kernel in the signal handler, the kernel finished drawing and published
+    during papermill's clean-up, in about one run in ten under load, and in every run once the
+    command caught SIGTERM without killing it.)"""
     from derivlib.stages import generate as stage  # why: the earlier runs are made in this process
 
     monkeypatch.setenv("DERIVLIB_FIGURES", str(tmp_path / "figures"))
@@ -311,7 +315,7 @@ def test_notebook_killed_while_drawing_keeps_the_published_run(commands, tmp_pat
     out = tmp_path / "01.ipynb"
     notebook = ("notebook", "01_generate", "--profile", "tiny", "-p", "n_derivations=8", "--out", out)
     drawing = lambda: any((tmp_path / "data" / "generate").glob("*.partial/figures/*.png"))  # noqa: E731
-    commands.kill_when(commands.start(*notebook), drawing, signal.SIGTERM)
+    commands.kill_when(commands.start(*notebook), drawing, sig)
     assert commands.left_behind() == [], "the kernel outlived a killed notebook command"
     assert json.loads((published / "params.json").read_text())["n_derivations"] == 4
     assert (published / rundir.COMPLETE).exists()

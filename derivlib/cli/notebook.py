@@ -13,11 +13,14 @@ mirrored to stderr; the executed copy is written only when the run succeeded.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from papermill.engines import NBClientEngine, papermill_engines
 from papermill.exceptions import PapermillExecutionError
 
 from ..base.files import check_writable, refuse_overlap
+from ..base.parallel import Terminated
 from ..base.params import ParameterError, validate
 
 KERNEL = "derivlib"
@@ -186,6 +190,49 @@ class ProgressEngine(NBClientEngine):
         return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
 
 
+@contextlib.contextmanager
+def _kernel_stopped_after(kernel: KernelManager):
+    """Stop ``kernel`` when the block ends; on Ctrl-C or SIGTERM, kill it in the signal handler.
+
+    Why in the handler: papermill's own clean-up (saving the notebook, about 0.4 s) runs before
+    any ``finally`` of ours, and the kernel, in a session of its own, gets no Ctrl-C from the
+    terminal, so a busy kernel ran on long enough to finish its cell and publish a run after the
+    kill. Under Python's default SIGTERM the command died alone and the kernel ran until
+    ipykernel's parent poller noticed (up to a second). Once killed, the kernel is only reaped:
+    ``shutdown_kernel`` would resume nbclient's pending tasks on the shared event loop, and one
+    of them waits, blocking, for the dead kernel's reply."""
+    def interrupted(signum, frame):
+        provisioner = kernel.provisioner
+        group = getattr(provisioner, "pgid", None)
+        process = getattr(provisioner, "process", None)
+        with contextlib.suppress(OSError):
+            if group:
+                os.killpg(group, signal.SIGKILL)
+            elif process is not None:
+                process.kill()
+        if signum == signal.SIGTERM:
+            raise Terminated(f"signal {signal.Signals(signum).name}")
+        raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there
+    previous = {signum: signal.signal(signum, interrupted)
+                for signum in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+    killed = False
+    try:
+        yield
+    except KeyboardInterrupt:
+        killed = in_main_thread
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        process = getattr(kernel.provisioner, "process", None)
+        if killed and process is not None:
+            process.wait(timeout=30)
+        elif kernel.has_kernel:  # a kernel manager we made is ours to stop
+            kernel.shutdown_kernel(now=True)
+
+
 def execute(name: str, profile: str, out: Path | str, overrides: dict | None = None,
             notebook_dir: Path = NOTEBOOK_DIR, params_dir: Path = PARAMS_DIR,
             cwd: Path | str | None = None, log_output: bool = True) -> Path:
@@ -201,15 +248,13 @@ def execute(name: str, profile: str, out: Path | str, overrides: dict | None = N
         # IPC sockets in a private directory: the kernel's channels never listen on TCP.
         kernel = KernelManager(kernel_name=KERNEL, transport="ipc", ip=os.path.join(sockets, "kernel"))
         try:
-            pm.execute_notebook(str(notebook_dir / f"{name}.ipynb"), str(partial), parameters=parameters,
-                                kernel_name=KERNEL, cwd=str(cwd or REPO),
-                                engine_name=ENGINE if log_output else None, progress_bar=False, km=kernel,
-                                stdout_file=sys.stderr if log_output else None,
-                                stderr_file=sys.stderr if log_output else None)
+            with _kernel_stopped_after(kernel):
+                pm.execute_notebook(str(notebook_dir / f"{name}.ipynb"), str(partial), parameters=parameters,
+                                    kernel_name=KERNEL, cwd=str(cwd or REPO),
+                                    engine_name=ENGINE if log_output else None, progress_bar=False,
+                                    km=kernel, stdout_file=sys.stderr if log_output else None,
+                                    stderr_file=sys.stderr if log_output else None)
         except PapermillExecutionError as err:
             raise cell_error(name, err, partial) from None
-        finally:
-            if kernel.has_kernel:  # a kernel manager we made is ours to stop
-                kernel.shutdown_kernel(now=True)
     os.replace(partial, out)
     return out
