@@ -29,6 +29,7 @@ from typing import Callable, Iterable
 
 import pebble
 
+from ..base.interrupts import deferred_signals
 from ..base.progress import Progress
 from .derivations import RELEVANCE, SETUP, DerivationCheck, EquationCheck, check_record, validate_record
 
@@ -138,13 +139,15 @@ class _Run:
         pool = pebble.ProcessPool(max_workers=self.workers, initializer=_init_worker,
                                   initargs=(self.progress, self.started, self.memory_limit_mb), context=context)
         try:
-            while self.waiting or self.running:
-                self._submit(pool)
-                finished, _ = concurrent.futures.wait(list(self.running), timeout=_POLL,
-                                                      return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in finished:
-                    self._collect(future)
-                self._enforce_time_limit()
+            with deferred_signals() as signals:  # Ctrl-C inside wait() could hang pool.join()
+                while self.waiting or self.running:
+                    self._submit(pool)
+                    finished, _ = concurrent.futures.wait(list(self.running), timeout=_POLL,
+                                                          return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in finished:
+                        self._collect(future)
+                    self._enforce_time_limit()
+                    signals.check()
         except BrokenProcessPool as err:  # workers that cannot even start (e.g. a script without a main guard)
             raise OSError(f"the checking workers could not start or all died ({err}); a script that calls "
                           "check_records with workers must guard its code with if __name__ == '__main__'") from None

@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterable, Sequence
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
+from ..base.interrupts import deferred_signals
 from .transport import BodyTooLarge, GuardedTransport, env_proxy
 
 MODES = ("live", "replay", "auto")
@@ -62,6 +63,8 @@ MAX_RESPONSE_BYTES = 1_000_000
 PROBE_BYTES = 64 * 1024
 #: Seconds that requests in flight get to land in the cache after Ctrl-C before they are abandoned.
 INTERRUPT_GRACE = 2.0
+#: Seconds between looks for a Ctrl-C while waiting for answers.
+SIGNAL_POLL = 0.1
 REDACTED = "REDACTED"
 #: Query parameter names whose values are credentials (api-key, key, token, access_token, sig...).
 SECRET_QUERY_NAME = re.compile(r"key|token|secret|passw|pwd|auth|sig|credential|session", re.IGNORECASE)
@@ -640,45 +643,47 @@ def answer_all(requests: Iterable[ChatRequest], decoding: Decoding, cache: Respo
     first_error: BaseException | None = None
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="llm")
     pending = {pool.submit(ask, key, request, False) for key, request in missing.items()}
-    try:
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                error = future.exception()
-                if error is not None:
-                    if first_error is None:
-                        first_error = error
-                        stop.set()
-                    continue
-                status, key, request, value = future.result()
-                if status == "deferred" and not stop.is_set():
-                    pending.add(pool.submit(ask, key, request, True))
-                elif status == "failed":
-                    failed.append({"item": request.item, "reason": value})
-                    counters.add(failed=1)
-                elif status == "shared":
-                    answers[key] = value
-                    counters.add(cached_answers=1)
-                elif status == "answered":
-                    answers[key] = value
-                    if on_answer is not None:
-                        on_answer(request, value)
-    except BaseException as err:
-        # Interrupted (Ctrl-C, a callback): send nothing more, give what is in flight a moment to
-        # land in the cache, then end it.
-        stop.set()
+    with deferred_signals() as signals:
         try:
-            wait(pending, timeout=INTERRUPT_GRACE)
-        finally:
-            client.abort()
-            pool.shutdown(wait=True, cancel_futures=True)
-        if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
-            have = n_cached + sum(1 for key in missing if key in cache)
-            raise Interrupted(
-                f"{counters.new_answers} new answers received this run are cached in {cache.directory} "
-                f"({have} of {n_cached + len(missing)} prompts answered); requests still in flight were "
-                "abandoned; rerun the same command to ask only for the rest") from None
-        raise
+            while pending:
+                done, pending = wait(pending, timeout=SIGNAL_POLL, return_when=FIRST_COMPLETED)
+                for future in done:
+                    error = future.exception()
+                    if error is not None:
+                        if first_error is None:
+                            first_error = error
+                            stop.set()
+                        continue
+                    status, key, request, value = future.result()
+                    if status == "deferred" and not stop.is_set():
+                        pending.add(pool.submit(ask, key, request, True))
+                    elif status == "failed":
+                        failed.append({"item": request.item, "reason": value})
+                        counters.add(failed=1)
+                    elif status == "shared":
+                        answers[key] = value
+                        counters.add(cached_answers=1)
+                    elif status == "answered":
+                        answers[key] = value
+                        if on_answer is not None:
+                            on_answer(request, value)
+                signals.check()  # Ctrl-C acts here, never inside wait(): see derivlib.base.interrupts
+        except BaseException as err:
+            # Interrupted (Ctrl-C, a callback): send nothing more, give what is in flight a moment to
+            # land in the cache, then end it.
+            stop.set()
+            try:
+                wait(pending, timeout=INTERRUPT_GRACE)
+            finally:
+                client.abort()
+                pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(err, KeyboardInterrupt) and not isinstance(err, Interrupted):
+                have = n_cached + sum(1 for key in missing if key in cache)
+                raise Interrupted(
+                    f"{counters.new_answers} new answers received this run are cached in {cache.directory} "
+                    f"({have} of {n_cached + len(missing)} prompts answered); requests still in flight were "
+                    "abandoned; rerun the same command to ask only for the rest") from None
+            raise
     pool.shutdown(wait=True)
     if own_client:
         client.close()
