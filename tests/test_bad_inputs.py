@@ -92,6 +92,8 @@ def world(tmp_path_factory) -> dict:
         "srepr_num": text("srepr_num.jsonl", line({"id": "a", "srepr_derivation": 5})),
         "srepr_str": text("srepr_str.jsonl", line({"id": "a", "srepr_derivation": "Equality(x, 1)"})),
         "srepr_short": text("srepr_short.jsonl", lines[0] + "\n" + line({"id": "a", "srepr_derivation": [["premise"]]})),
+        "srepr_code": text("srepr_code.jsonl", lines[0] + "\n" + line(
+            {"id": "a", "srepr_derivation": [["premise", "__import__('os').system('touch PWNED')"]]})),
         "srepr_numstep": text("srepr_numstep.jsonl", line({"id": "a", "srepr_derivation": [["premise", 5]]})),
         "srepr_empty": text("srepr_empty.jsonl", line({"id": "a", "srepr_derivation": []})),
         "nonutf8": raw("nonutf8.jsonl", lines[0].encode() + b'\n{"id": "\xff\xfe"}\n'),
@@ -224,6 +226,8 @@ CASES = [
      lambda w: [w["lists"], "line 1", "list"]),
     ("build-sets-short-step", lambda w: ["build-sets", "--derivations", w["srepr_short"], "--out", _o("bs3")(w)],
      lambda w: [w["srepr_short"], "line 2", "step 1"]),
+    ("build-sets-code-as-srepr", lambda w: ["build-sets", "--derivations", w["srepr_code"], "--out", _o("bs8")(w)],
+     lambda w: [w["srepr_code"], "line 2", "Attribute is not allowed"]),
     ("build-sets-non-utf8", lambda w: ["build-sets", "--derivations", w["nonutf8"], "--out", _o("bs4")(w)],
      lambda w: [w["nonutf8"], "line 2", "UTF-8"]),
     ("build-sets-truncated", lambda w: ["build-sets", "--derivations", w["truncated"], "--out", _o("bs5")(w)],
