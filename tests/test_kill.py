@@ -315,8 +315,12 @@ def test_notebook_killed_while_drawing_keeps_the_published_run(commands, tmp_pat
     out = tmp_path / "01.ipynb"
     notebook = ("notebook", "01_generate", "--profile", "tiny", "-p", "n_derivations=8", "--out", out)
     drawing = lambda: any((tmp_path / "data" / "generate").glob("*.partial/figures/*.png"))  # noqa: E731
+    temporary = tmp_path / "tmp"  # where the kernel's connection file and sockets go
+    temporary.mkdir()
+    commands.env["TMPDIR"] = str(temporary)
     commands.kill_when(commands.start(*notebook), drawing, sig)
     assert commands.left_behind() == [], "the kernel outlived a killed notebook command"
+    assert list(temporary.iterdir()) == [], "a killed notebook command left its kernel's files"
     assert json.loads((published / "params.json").read_text())["n_derivations"] == 4
     assert (published / rundir.COMPLETE).exists()
     assert {p.name: p.read_bytes() for p in figures.glob("*.png")} == before

@@ -229,6 +229,8 @@ def _kernel_stopped_after(kernel: KernelManager):
         process = getattr(kernel.provisioner, "process", None)
         if killed and process is not None:
             process.wait(timeout=30)
+            kernel.cleanup_connection_file()  # what shutdown_kernel would remove, without its event loop
+            kernel.cleanup_ipc_files()
         elif kernel.has_kernel:  # a kernel manager we made is ours to stop
             kernel.shutdown_kernel(now=True)
 
