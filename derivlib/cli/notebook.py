@@ -190,6 +190,18 @@ class ProgressEngine(NBClientEngine):
         return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
 
 
+#: The longest Unix socket path that zmq can bind (``sun_path`` holds 108 bytes on Linux, 104 on
+#: macOS), with room to spare.
+SOCKET_PATH_MAX = 100
+
+
+def _sockets_parent() -> str | None:
+    """Where the kernel's socket directory goes: the temporary directory, or ``/tmp`` where that
+    is too deep for a socket path (zmq then refuses with "File name too long")."""
+    deepest = os.path.join(tempfile.gettempdir(), "derivlib-kernel-xxxxxxxx", "kernel-99")
+    return None if len(deepest) <= SOCKET_PATH_MAX else "/tmp"
+
+
 @contextlib.contextmanager
 def _kernel_stopped_after(kernel: KernelManager):
     """Stop ``kernel`` when the block ends; on Ctrl-C or SIGTERM, kill it in the signal handler.
@@ -246,7 +258,7 @@ def execute(name: str, profile: str, out: Path | str, overrides: dict | None = N
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.stem + ".partial.ipynb")
-    with tempfile.TemporaryDirectory(prefix="derivlib-kernel-") as sockets:
+    with tempfile.TemporaryDirectory(prefix="derivlib-kernel-", dir=_sockets_parent()) as sockets:
         # IPC sockets in a private directory: the kernel's channels never listen on TCP.
         kernel = KernelManager(kernel_name=KERNEL, transport="ipc", ip=os.path.join(sockets, "kernel"))
         try:
