@@ -8,7 +8,9 @@ dialect split, parse, labels, the time-limit bookkeeping), with 1 and 2 worker p
   its sign flipped (incorrect).
 
 "Per core" divides by the number of workers. Also prints the parse round trip on the generated
-derivations. The last line is the figure: released outputs, 2 workers (generated, 2 workers,
+derivations; with ``--backend dask``, the same check on a 2-worker ``distributed.LocalCluster``
+(chunks of 32 to 512 records, each with its own time-limit process) and its wall
+time against 2 local workers, cluster start-up included. The last line is the figure: released outputs, 2 workers (generated, 2 workers,
 without the released files).
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 import sympy as sp
 
 from derivlib import check, derivation, generate, latex
+from derivlib.base import parallel
 from derivlib.readers import released
 
 
@@ -41,15 +44,16 @@ def generated_records(n: int, workers: int) -> list[dict]:
     return out
 
 
-def measure(name: str, records: list[dict], workers: int) -> float:
+def measure(name: str, records: list[dict], workers: int, backend: str = "loky") -> float:
     start = time.perf_counter()
-    checks = check.check_records(records, workers=workers)
+    checks = check.check_records(records, workers=workers, backend=backend)
     seconds = time.perf_counter() - start
     equations = sum(len(c.equations) for c in checks)
     table = check.summarize(checks)
     labels = {label: int(table[label].sum()) for label in check.LABELS if table[label].sum()}
     rate = equations / seconds / workers
-    print(f"{name}, {workers} worker(s): {equations} equations of {len(checks)} derivations in {seconds:.1f} s "
+    where = " on a dask LocalCluster" if backend == "dask" else ""
+    print(f"{name}, {workers} worker(s){where}: {equations} equations of {len(checks)} derivations in {seconds:.1f} s "
           f"wall = {rate:.0f} equations/s/core; labels {labels}", flush=True)
     return rate
 
@@ -58,6 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generated", type=int, default=300, help="generated derivations to check (default 300)")
     parser.add_argument("--generate-workers", type=int, default=2, help="processes generating them (default 2)")
+    parser.add_argument("--backend", choices=("loky", "dask"), default="loky",
+                        help="dask: also check on a 2-worker LocalCluster and print its ratio to loky")
     args = parser.parse_args()
     rates = {}
     synthetic = generated_records(args.generated, args.generate_workers)
@@ -75,8 +81,17 @@ def main() -> None:
             rates[("released", workers)] = measure("released outputs", outputs, workers)
     else:
         print(f"released outputs skipped: {released.DOWNLOAD_HINT}")
-    print("summary: " + "; ".join(f"{name} x{workers}: {rate:.0f}" for (name, workers), rate in rates.items()))
     name = "released" if files else "generated"
+    if args.backend == "dask":
+        records = outputs if files else synthetic
+        dask_rate = measure(f"{name} outputs" if files else name, records, 2, "dask")
+        start = time.perf_counter()
+        with parallel.backend("dask", 2):
+            pass
+        print(f"a 2-worker LocalCluster alone starts and stops in {time.perf_counter() - start:.1f} s")
+        print(f"dask/loky wall time for the same {len(records)} derivations on 2 workers: "
+              f"{rates[(name, 2)] / dask_rate:.2f}")
+    print("summary: " + "; ".join(f"{name} x{workers}: {rate:.0f}" for (name, workers), rate in rates.items()))
     print(f"{rates[(name, 2)]:.0f} equations/s/core ({name} outputs, 2 workers, end to end)")
 
 

@@ -2,6 +2,7 @@
 gloo on the CPU; rank 0 alone writes, locks and finishes the run directory."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
+from derivlib.models import t5
 from derivlib.stages import rundir, train_t5
 from test_t5 import make_sets_dir  # the same synthetic sets as the T5 tests
 
@@ -44,6 +46,41 @@ def test_other_ranks_open_the_run_without_writing_it(tmp_path):
     assert main.complete and (main.dir / "log.txt").read_text().count("a line") == 1
     done = rundir.start_run("demo", params, root=tmp_path / "data", writer=False)
     assert done.complete and done.dir == main.dir  # a complete run is found as rank 0 finds it
+
+
+class _Rank:
+    """accelerate's state of one rank; ``while_waiting`` is what the main process does while this
+    (other) rank waits at ``main_process_first``'s barrier."""
+
+    def __init__(self, main: bool, while_waiting=lambda: None):
+        self.is_main_process, self.while_waiting = main, while_waiting
+
+    @contextlib.contextmanager
+    def main_process_first(self):
+        if not self.is_main_process:
+            self.while_waiting()
+        yield
+
+
+def test_resuming_ranks_agree_and_only_the_main_process_removes(tmp_path, monkeypatch):
+    """A kill while saving left checkpoint-6 half written. Every rank resumes from checkpoint-4;
+    the main process removes checkpoint-6 and the others look only after it has (before, every
+    rank listed and removed at once, and one could read a directory another was deleting)."""
+    for step, whole in ((2, True), (4, True), (6, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if whole:
+            (tmp_path / f"checkpoint-{step}" / t5.RESUME_STATE).write_bytes(b"state")
+    (tmp_path / "checkpoint-6" / "model.safetensors").write_bytes(b"half")
+    monkeypatch.setattr(t5, "distributed_state", lambda: _Rank(main=False))
+    assert t5.last_complete_checkpoint(tmp_path).endswith("checkpoint-4")
+    assert (tmp_path / "checkpoint-6").is_dir()  # left to the main process
+    monkeypatch.setattr(t5, "distributed_state", lambda: _Rank(main=True))
+    assert t5.last_complete_checkpoint(tmp_path).endswith("checkpoint-4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    (tmp_path / "checkpoint-6").mkdir()
+    removed_meanwhile = lambda: shutil.rmtree(tmp_path / "checkpoint-6")  # noqa: E731
+    monkeypatch.setattr(t5, "distributed_state", lambda: _Rank(main=False, while_waiting=removed_meanwhile))
+    assert t5.last_complete_checkpoint(tmp_path).endswith("checkpoint-4")
 
 
 @pytest.mark.slow

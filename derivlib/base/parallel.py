@@ -13,17 +13,19 @@ around it chooses where the jobs go::
   worker initializer). Without this, loky's workers and resource trackers outlived a killed
   parent by minutes.
 - ``"dask"``: joblib's dask backend on a ``distributed`` cluster. Without ``scheduler``, a
-  ``LocalCluster`` of ``workers`` single-threaded worker processes on 127.0.0.1, without
-  dashboard, closed when the block ends (its workers also exit when this process dies:
+  ``LocalCluster`` of ``workers`` single-threaded, non-daemonic worker processes on 127.0.0.1,
+  without dashboard, closed when the block ends (its workers also exit when this process dies:
   distributed watches the parent). With ``scheduler`` (``tcp://host:8786``), that cluster, e.g.
-  one started with ``dask scheduler`` and ``dask worker --nthreads 1``, or by dask-jobqueue on
-  Slurm. Each worker must run one thread: SymPy's caches and the generator's stand-ins for SymPy
+  one started with ``dask scheduler`` and ``DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker
+  --nthreads 1`` (non-daemonic workers are needed by ``check`` only), or by dask-jobqueue on Slurm. Each worker must run one thread: SymPy's caches and the generator's stand-ins for SymPy
   internals (:mod:`derivlib.sympy_fast`) are per process. A worker that dies is replaced by its
   nanny and its task rescheduled by the scheduler.
 
 The block yields the ``n_jobs`` to pass on: ``workers`` for loky; for dask the cluster's worker
-threads, at least 2, so that the work always goes to the cluster (1 would compute in this
-process). Outputs never depend on it: callers key their work by (seed, index range).
+threads, which joblib's dask backend uses whatever ``n_jobs`` says. A cluster of one worker
+thread is refused: joblib would compute in this process instead (measured: every task of a
+1-worker LocalCluster ran in the caller). Outputs never depend on it: callers key their work by
+(seed, index range).
 """
 from __future__ import annotations
 
@@ -61,6 +63,9 @@ def check(backend: str, scheduler: str = "", workers: int = 1) -> None:
         raise ParameterError(f"parameter 'scheduler' ({scheduler}) needs backend 'dask', got {backend!r}")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ParameterError(f"parameter 'workers' must be a positive integer, got {workers!r}")
+    if backend == "dask" and not scheduler and workers < 2:
+        raise ParameterError(f"parameter 'workers' must be at least 2 with backend 'dask', got {workers}: joblib "
+                             "computes in this process when the cluster has one worker thread (use loky)")
 
 
 @contextlib.contextmanager
@@ -94,7 +99,8 @@ def _loky(workers: int) -> Iterator[int]:
 
 @contextlib.contextmanager
 def _dask(workers: int, scheduler: str, say: Callable[[str], None]) -> Iterator[int]:
-    import distributed  # optional heavy dependency (1 s to import): only for backend "dask"
+    import dask  # optional heavy dependency (1 s to import): only for backend "dask"
+    import distributed
 
     with contextlib.ExitStack() as stack:
         if scheduler:
@@ -105,6 +111,9 @@ def _dask(workers: int, scheduler: str, say: Callable[[str], None]) -> Iterator[
                 raise ParameterError(f"parameter 'scheduler': no dask cluster with workers at {scheduler} "
                                      f"within {CONNECT_TIMEOUT} s ({' '.join(str(err).split())})") from None
             threads = client.nthreads()
+            if sum(threads.values()) < 2:
+                raise ParameterError(f"parameter 'scheduler': the cluster at {scheduler} has 1 worker thread, and "
+                                     "joblib computes in this process then; start at least 2 workers")
             crowded = sorted(address for address, n in threads.items() if n > 1)
             if crowded:
                 raise ParameterError(f"parameter 'scheduler': the workers of {scheduler} must run one thread "
@@ -112,6 +121,10 @@ def _dask(workers: int, scheduler: str, say: Callable[[str], None]) -> Iterator[
                                      f"{threads[crowded[0]]}; start them with `dask worker --nthreads 1`")
             say(f"dask: {len(threads)} workers of the cluster at {scheduler}")
         else:
+            # not daemonic, so that a task may start processes of its own (the checker's, which
+            # enforce its time limit by being killed); the nanny reads this whenever it (re)starts
+            # a worker, so it holds for the block
+            stack.enter_context(dask.config.set({"distributed.worker.daemon": False}))
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address=None, silence_logs=logging.CRITICAL))  # errors reach us as exceptions
@@ -119,7 +132,7 @@ def _dask(workers: int, scheduler: str, say: Callable[[str], None]) -> Iterator[
             threads = client.nthreads()
             say(f"dask: a LocalCluster of {workers} worker processes at {cluster.scheduler_address}")
         with joblib.parallel_config(backend="dask"):
-            yield max(2, sum(threads.values()))
+            yield sum(threads.values())
 
 
 @contextlib.contextmanager

@@ -13,7 +13,10 @@ HELPS = {
     "dev_fraction": "share of n_train kept as dev",
     "intermediate_policy": "evaluate (the authors' rule) or random",
     "verify": "keep only perturbed derivations that pass the replay verifier",
-    "workers": "processes for the perturbations; the files do not depend on it",
+    "workers": "processes for the perturbations (or the dask LocalCluster's); the files do not depend on it",
+    "backend": "where the perturbations run: loky (local processes) or dask (a distributed cluster); same files",
+    "scheduler": "with --backend dask: the address of a running scheduler (tcp://HOST:8786); "
+                 "default: start a LocalCluster of --workers processes",
 }
 
 

@@ -1,10 +1,12 @@
-"""``python -m derivlib check --results PATH``: symbolic error labels per model and test set."""
+"""``python -m derivlib check --results PATH [--workers N] [--backend dask [--scheduler ADDRESS]]``:
+symbolic error labels per model and test set."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 from .. import check
+from ..base import parallel
 from ..base.files import check_writable, write_jsonl
 from .results import add_results_arguments, read_results, refuse_input_path
 
@@ -23,6 +25,12 @@ def add_arguments(p):
                    help="worker processes (default 1); the labels are the same for any number. Each step is "
                         f"limited to --time-limit seconds and each worker to --memory-limit MiB; 0 checks in "
                         "this process with neither limit (structural budgets only)")
+    p.add_argument("--backend", choices=parallel.BACKENDS, default="loky",
+                   help="where the workers run: loky (processes of this machine; default) or dask (a "
+                        "LocalCluster of --workers processes, or the cluster at --scheduler); same labels")
+    p.add_argument("--scheduler", default="", metavar="ADDRESS",
+                   help="with --backend dask: a running scheduler (tcp://HOST:8786) whose workers run one "
+                        "thread each and are not daemonic (DASK_DISTRIBUTED__WORKER__DAEMON=False)")
     p.add_argument("--time-limit", type=float, default=check.TIME_LIMIT,
                    help=f"seconds a worker may spend on one equation before it is killed and the equation "
                         f"labelled timeout (default {check.TIME_LIMIT:g})")
@@ -39,7 +47,8 @@ def run(args) -> int:
     if not records:
         raise ValueError(f"{', '.join(map(str, args.results))}: no prediction records")
     checks = check.check_records(records, seed=args.seed, workers=args.workers, time_limit=args.time_limit,
-                                 memory_limit_mb=args.memory_limit)
+                                 memory_limit_mb=args.memory_limit, backend=args.backend, scheduler=args.scheduler,
+                                 log=lambda line: print(line, file=sys.stderr))
     if args.details:
         write_jsonl(args.details, (c.to_dict() for c in checks))
     table = check.summarize(checks)

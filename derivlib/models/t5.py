@@ -497,15 +497,30 @@ def position_bias_rate(config: TrainConfig) -> float:
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
     """The newest checkpoint of ``checkpoints`` written to its end (it holds :data:`RESUME_STATE`);
-    newer ones, half written when the training was killed while saving, are removed."""
-    found = sorted((int(p.name.split("-")[1]), p) for p in Path(checkpoints).glob("checkpoint-*")
-                   if p.name.split("-")[1].isdigit()) if Path(checkpoints).is_dir() else []
-    whole = [(step, path) for step, path in found if (path / RESUME_STATE).is_file()]
-    newest = whole[-1][0] if whole else -1
-    for step, path in found:
-        if step > newest:
-            shutil.rmtree(path, ignore_errors=True)  # ignore_errors: every rank of a distributed run does this
+    newer ones, half written when the training was killed while saving, are removed.
+
+    In a distributed run every rank calls this: the main process looks first and removes, and the
+    others look once it is done (so no rank reads a directory another is deleting, and all resume
+    from the same checkpoint)."""
+    state = distributed_state()
+    with state.main_process_first():
+        found = sorted((int(p.name.split("-")[1]), p) for p in Path(checkpoints).glob("checkpoint-*")
+                       if p.name.split("-")[1].isdigit()) if Path(checkpoints).is_dir() else []
+        whole = [(step, path) for step, path in found if (path / RESUME_STATE).is_file()]
+        newest = whole[-1][0] if whole else -1
+        if state.is_main_process:
+            for step, path in found:
+                if step > newest:
+                    shutil.rmtree(path)
     return str(whole[-1][1]) if whole else None
+
+
+def distributed_state():
+    """accelerate's state of this process: one process, or its rank in ``accelerate launch`` /
+    ``torchrun``; on the device the Trainer will use, so that a CPU launch goes over gloo."""
+    from accelerate import PartialState  # optional heavy dependency
+
+    return PartialState(cpu=not _cuda())
 
 
 def trainer_class(base, position_bias_learning_rate: float):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import check, metrics
+from ..base import parallel
 from ..base.files import read_jsonl, write_jsonl
 from ..base.params import ParameterError, from_namespace
 from ..presentation import plots
@@ -27,7 +28,9 @@ class Params:
     include_paper_results: bool = True  # also check the released GPT-4 / FLAN-T5-large outputs when DERIVLIB_PAPER_RESULTS is set
     seed: int = 0  # seed of the numeric check points
     time_limit: float = 60.0  # seconds a worker may spend on one equation before it is killed (label timeout)
-    workers: int = 1  # worker processes checking derivations; the labels do not depend on it
+    workers: int = 1  # worker processes checking derivations (or the dask LocalCluster's); the labels do not depend on it
+    backend: str = "loky"  # "loky": this machine's processes; "dask": a distributed cluster (same labels)
+    scheduler: str = ""  # dask scheduler, e.g. "tcp://10.0.0.5:8786"; "": a LocalCluster of `workers` processes
     profile: str = "smoke"  # label: outputs published under data/error_analysis/<profile> and figures/<profile>/
 
     def check(self) -> None:
@@ -35,6 +38,7 @@ class Params:
             raise ParameterError("parameter 'predictions' must be a list of run directories (strings)")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ParameterError(f"parameter 'workers' must be an integer >= 1, got {self.workers!r}")
+        parallel.check(self.backend, self.scheduler, self.workers)
         if not isinstance(self.time_limit, (int, float)) or self.time_limit <= 0:
             raise ParameterError("parameter 'time_limit' must be a positive number of seconds, "
                                  f"got {self.time_limit!r}")
@@ -83,7 +87,7 @@ def _checked_rows(run: rundir.Run, records: list[dict]) -> list[dict]:
     """One row per record: its check (:meth:`check.DerivationCheck.to_dict`) and its paper metrics."""
     params = run.params
     checks = check.check_records(records, seed=params.seed, workers=params.workers, time_limit=params.time_limit,
-                                 log=run.log)
+                                 log=run.log, backend=params.backend, scheduler=params.scheduler)
     scores = metrics.score_pairs([r["prediction"] for r in records], [r["reference"] for r in records])
     rows = []
     for index, result in enumerate(checks):

@@ -43,11 +43,14 @@ class Params:
     n_sr: int = 65  # SR items; the paper profile uses 1000
     intermediate_policy: str = "evaluate"  # "evaluate": the authors' rule; "random": counts drawn from the released distributions
     verify: bool = True  # keep only perturbed derivations that pass the replay verifier
-    workers: int = 1  # processes for the perturbations (joblib); the files do not depend on it
+    workers: int = 1  # processes for the perturbations (joblib; or the dask LocalCluster's); the files do not depend on it
+    backend: str = "loky"  # "loky": this machine's processes; "dask": a distributed cluster (same files)
+    scheduler: str = ""  # dask scheduler, e.g. "tcp://10.0.0.5:8786"; "": a LocalCluster of `workers` processes
     profile: str = "smoke"  # label: outputs published under data/<stage>/<profile> and figures/<profile>/
 
     def check(self) -> None:
         self.sets_config().check()
+        parallel.check(self.backend, self.scheduler, self.workers)
 
     def sets_config(self) -> sets.SetsConfig:
         """The set builder's parameters (all of these but ``derivations`` and ``profile``)."""
@@ -92,9 +95,12 @@ def run(run: rundir.Run) -> Result:
         source = Path(run.upstream["derivations"]) if "derivations" in run.upstream else Path(run.params.derivations)
         derivations = runs.read_derivations(source)
         run.log(f"{len(derivations)} derivations from {source}")
-        # the perturbations' worker processes end with the block, and die with this process if killed
-        with parallel.backend("loky", run.params.workers):
-            built = sets.build_sets(derivations, run.params.sets_config(), log=run.log)
+        # the perturbations' worker processes end with the block, and die with this process if killed;
+        # on a cluster, SetsConfig.workers is its number of worker threads
+        params = run.params
+        with parallel.backend(params.backend, params.workers, params.scheduler, log=run.log) as jobs:
+            config = dataclasses.replace(params.sets_config(), workers=jobs)
+            built = sets.build_sets(derivations, config, log=run.log)
         empty = [name for name in ("train", "static") if not built.items.get(name)]
         if empty:  # a sets run without training or test items is not a result: nothing is written
             raise ValueError(f"{source}: {len(derivations)} derivation(s) gave no {' and no '.join(empty)} "

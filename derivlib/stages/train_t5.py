@@ -65,12 +65,7 @@ def open_run(namespace, out=None) -> rundir.Run:
     if out is not None:
         rundir.refuse_out_over_input(out, sets_dir, "sets")
     t5.check_model_source(params.model)
-    import torch  # optional heavy dependency: after prefer_passive_threads
-    from accelerate import PartialState  # optional heavy dependency
-
-    # one process, or this process's rank in a distributed launch; on the device the Trainer
-    # will use (its use_cpu), so that a CPU-only launch is distributed over gloo
-    state = PartialState(cpu=not torch.cuda.is_available())
+    state = t5.distributed_state()  # after prefer_passive_threads: it imports torch
     with state.main_process_first():  # rank 0 opens (and prepares) the directory before the others look
         return rundir.start_run(STAGE, params, upstream={"sets": sets_dir}, out=out,
                                 writer=state.is_main_process)
