@@ -17,7 +17,8 @@ around it chooses where the jobs go::
   without dashboard, closed when the block ends (its workers also exit when this process dies:
   distributed watches the parent). With ``scheduler`` (``tcp://host:8786``), that cluster, e.g.
   one started with ``dask scheduler`` and ``DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker
-  --nthreads 1`` (non-daemonic workers are needed by ``check`` only), or by dask-jobqueue on Slurm. Each worker must run one thread: SymPy's caches and the generator's stand-ins for SymPy
+  --nthreads 1`` (non-daemonic workers are needed by ``check`` only), or by dask-jobqueue on
+  Slurm. Each worker must run one thread: SymPy's caches and the generator's stand-ins for SymPy
   internals (:mod:`derivlib.sympy_fast`) are per process. A worker that dies is replaced by its
   nanny and its task rescheduled by the scheduler.
 

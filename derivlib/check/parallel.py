@@ -17,8 +17,8 @@ points seeded from (seed, symbol name), and the results are put back in input or
 near it.
 
 On a cluster (``backend="dask"``: a ``distributed.LocalCluster`` or the one at ``scheduler``, see
-:mod:`derivlib.base.parallel`), the records go in chunks (:data:`CHUNK_RECORDS`) through joblib, and each
-chunk is checked by the mechanism above with one worker process, started by the cluster's worker
+:mod:`derivlib.base.parallel`), the records go in chunks (:data:`CHUNK_RECORDS`) through joblib, and
+each chunk is checked by the mechanism above with one worker process, started by the cluster's worker
 that runs the chunk: the same limits, the same labels. A cluster worker that dies is replaced and
 its chunk computed again, from the records alone. Such a worker must be allowed children: a
 LocalCluster's are; start the workers of a cluster with ``DASK_DISTRIBUTED__WORKER__DAEMON=False``.
@@ -60,6 +60,10 @@ _NOT_STARTED = -2
 
 _progress = None  # the shared arrays, in a worker
 _started = None
+
+
+def _progress_line(done: int, total: int, rate: Progress) -> str:
+    return f"checked {done}/{total} derivations ({rate.rate_and_eta(done, 'derivations')})"
 
 
 def _init_worker(progress, started, memory_limit_mb: int) -> None:
@@ -197,11 +201,11 @@ class _Run:
         except concurrent.futures.CancelledError:
             return
         except ValueError as err:
-            raise ValueError(f"record {index + self.first_number} ({self.records[index].get('id', '?')!r}): {err}") from None
+            name = self.records[index].get("id", "?")
+            raise ValueError(f"record {index + self.first_number} ({name!r}): {err}") from None
         self.done += 1
         if self.log and self.done % 200 == 0:
-            self.log(f"checked {self.done}/{len(self.records)} derivations "
-                     f"({self.rate.rate_and_eta(self.done, 'derivations')})")
+            self.log(_progress_line(self.done, len(self.records), self.rate))
 
     def _enforce_time_limit(self) -> None:
         now = time.monotonic()
@@ -250,8 +254,7 @@ def _check_on_cluster(records: list[dict], seed: int, workers: int, scheduler: s
                 for k in range(0, len(records), size)):
             checks.extend(part)
             if log and len(checks) // 200 > (len(checks) - len(part)) // 200:
-                log(f"checked {len(checks)}/{len(records)} derivations "
-                    f"({rate.rate_and_eta(len(checks), 'derivations')})")
+                log(_progress_line(len(checks), len(records), rate))
     return checks
 
 
@@ -266,8 +269,8 @@ def check_records(records: Iterable[dict], seed: int = 0, workers: int = 0, time
     ``memory_limit_mb`` MiB (module docstring). ``log`` receives a progress line every 200
     derivations. ``backend="dask"`` checks on a cluster (module docstring): a LocalCluster of
     ``workers`` processes, or the cluster at ``scheduler``. A record that cannot be checked at all
-    raises ValueError naming it. Workers start by ``forkserver`` (``spawn`` where there is none), so a script calling this with
-    workers needs the usual ``if __name__ == "__main__":`` guard.
+    raises ValueError naming it. Workers start by ``forkserver`` (``spawn`` where there is none),
+    so a script calling this with workers needs the usual ``if __name__ == "__main__":`` guard.
     """
     records = list(records)
     if not isinstance(workers, int) or workers < 0:
@@ -287,7 +290,7 @@ def check_records(records: Iterable[dict], seed: int = 0, workers: int = 0, time
         for number, record in enumerate(records, 1):
             checks.append(check_record(record, seed))
             if log and number % 200 == 0:
-                log(f"checked {number}/{len(records)} derivations ({progress.rate_and_eta(number, 'derivations')})")
+                log(_progress_line(number, len(records), progress))
         return checks
     if backend == "dask":
         return _check_on_cluster(records, seed, workers, scheduler, time_limit, memory_limit_mb, log)
