@@ -22,11 +22,21 @@ by these rules, in this order, each one documented in the README's checking sect
    consecutive equations ``a = b``, ``b = c``..., each marked ``chain``.
 
 Text in the authors' format passes through unchanged: none of these rules applies to it.
+
+One more rule needs the reference, so the checker applies it (:func:`restore_lost_start`):
+
+9. **Lost start**: FLAN-T5-large was fine-tuned with the first token of every target shifted out
+   (the authors' label-shift bug), so its answers begin inside their first equation, which
+   restates a premise (``{ (\\mathbf{A}, \\varepsilon_0) } = ...`` for ``M{(\\mathbf{A},
+   \\varepsilon_0)} = ...``). When the first equation, spaces aside, is the end of a premise the
+   prompt gives and begins where no token can (after a ``\\``, inside a command word, at
+   ``{ } ^ _ ) ,``, or leaving a closing bracket unmatched), it is read as that premise.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 
 _DELIMITERS = re.compile(r"\$\$|\$|\\\[|\\\]|\\\(|\\\)")
@@ -155,3 +165,44 @@ def split_counted(answer: str) -> tuple[list[Piece], int]:
 def split(answer: str) -> list[Piece]:
     """The equations of a model's answer, by the module's rules."""
     return split_counted(answer)[0]
+
+
+_COMMAND_WORD_END = re.compile(r"\\[A-Za-z]+$")
+_SPACE = re.compile(r"\s+")
+
+
+def unmatched_brackets(text: str) -> tuple[int, int]:
+    """(closing brackets without an opening one, opening brackets never closed)."""
+    stack, unmatched = [], 0
+    for ch in text:
+        if ch in _OPENING:
+            stack.append(_OPENING[ch])
+        elif ch in _CLOSING:
+            if stack and stack[-1] == ch:
+                stack.pop()
+            else:
+                unmatched += 1
+    return unmatched, len(stack)
+
+
+def _starts_inside_a_token(lost: str, rest: str) -> bool:
+    return (lost.endswith("\\") or rest[0] in "{}^_)," or unmatched_brackets(rest)[0] > 0
+            or (rest[0].isalpha() and _COMMAND_WORD_END.search(lost) is not None))
+
+
+def restore_lost_start(first: str, premises: Sequence[str]) -> tuple[str, str] | None:
+    """Rule 9: (the premise ``first`` is read as, the text put back before it), or None.
+
+    ``first`` is an answer's first equation, ``premises`` the LaTeX of the premises its prompt
+    gives. Spaces are ignored in the comparison: FLAN-T5 spaces its added tokens
+    (``\\ frac { d }``), the authors' printer does not."""
+    rest = _SPACE.sub("", first)
+    if not rest or "=" not in rest:
+        return None
+    for premise in premises:
+        whole = _SPACE.sub("", premise)
+        if len(whole) > len(rest) and whole.endswith(rest):
+            lost = whole[:len(whole) - len(rest)]
+            if "=" not in lost and _starts_inside_a_token(lost, rest):
+                return premise, lost
+    return None

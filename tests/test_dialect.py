@@ -64,3 +64,34 @@ def test_the_authors_format_passes_unchanged(paper_results_dir):
                 if texts(output) != split_equations(output):
                     changed += 1
     assert changed <= 5, f"{changed} released outputs changed by the dialect rules"
+
+
+PREMISES = [r"M{(\mathbf{A},\varepsilon_0)} = \mathbf{A} + \varepsilon_0", r"x + y = z", r"2 x = y",
+            r"e^{\sin{(\dot{z})}} = A{(\dot{z})}", r"\omicron{(u)} = \cos{(u)}"]
+
+
+@pytest.mark.parametrize("first,lost", [
+    (r"{ ( \ mathbf { A }, \ varepsilon_0) } = \ mathbf { A } + \ varepsilon_0", "M"),  # a name lost
+    (r"( \ mathbf { A }, \ varepsilon_0) } = \ mathbf { A } + \ varepsilon_0", "M{"),   # a ')' unmatched
+    (r"sin { ( \ dot { z } ) } } = A { ( \ dot { z } ) }", "e^{\\"),                    # after a backslash
+    (r"n { (u) } = \ cos { (u) }", "\\omicro"),                                          # inside a command
+])
+def test_a_lost_start_is_restored_from_the_premise_it_ends(first, lost):
+    premise, restored = dialect.restore_lost_start(first, PREMISES)
+    assert restored == lost and premise in PREMISES
+
+
+@pytest.mark.parametrize("first", [
+    "y = z",                         # ends x + y = z, but is an equation of its own
+    "x = y",                         # 2 x = y: the cut falls between two tokens
+    r"\mathbf{A} + \varepsilon_0",   # no '='
+    r"M{(\mathbf{A},\varepsilon_0)} = \mathbf{A} + \varepsilon_0",  # the whole premise: nothing lost
+    r"{ (u) } = \ sin { (u) }",      # ends no premise
+])
+def test_nothing_is_restored_where_no_token_was_cut(first):
+    assert dialect.restore_lost_start(first, PREMISES) is None
+
+
+def test_unmatched_brackets():
+    assert dialect.unmatched_brackets("(a)} + {b") == (1, 1)
+    assert dialect.unmatched_brackets("[(x)]") == (0, 0)

@@ -122,6 +122,15 @@ def test_unknown_command_words_are_names():
         assert not result.ok, command  # a LaTeX command with a meaning is not silently a name
 
 
+def test_a_font_around_an_expression_is_typography():
+    iota = sp.Symbol("\\iota")
+    assert parsed(r"\ mathbf { ( \ iota) } = \ iota") == sp.Eq(iota, iota, evaluate=False)
+    assert parsed(r"\mathbf{x + y}") == x + y
+    assert parsed(r"\mathbf{E}") == sp.Symbol("\\mathbf{E}")  # a font around a name makes a name
+    assert parsed(r"\mathbf{A}{(x)}") == sp.Function("\\mathbf{A}")(x)
+    assert not latex.parse(r"\hat{(x)}").ok  # an accent is not a font: \hat{x + 1} means something else
+
+
 def test_parse_equation_requires_equals():
     assert not latex.parse_equation("x + y").ok
     assert latex.parse_equation("x = y").ok

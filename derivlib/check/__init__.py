@@ -4,10 +4,16 @@ A generated derivation (the model's text) is split into equations by the dialect
 (:func:`derivlib.dialect.split`: delimiters, ``align`` rows, prose, punctuation, commutators;
 a chain ``a = b = c`` becomes the links ``a = b`` and ``b = c``, each one equation, marked
 ``chain``, and counted in the derivation's length) and checked against its reference's
-``srepr_derivation``, which gives the premises exactly. Labels, first match wins:
+``srepr_derivation``, which gives the premises exactly. An answer's first equation that lost
+its start (FLAN-T5's label-shift bug, dialect rule 9) is read as the premise it ends like; its
+``restored`` field holds the text put back. Labels, first match wins:
 
 ``unparseable``
     :func:`derivlib.latex.parse_equation` fails (not LaTeX of the dialect, or no ``=``).
+``cut_off``
+    the last equation of an answer that does not parse because the answer ends inside it (a
+    bracket left open, a trailing backslash, the parser out of input), as when the generation's
+    token budget runs out (:func:`.derivations.cut_off_reason`).
 ``redundant``
     the same equation as an earlier generated one (SymPy ``==``, either side order).
 ``reference``
@@ -29,9 +35,9 @@ a chain ``a = b = c`` becomes the links ``a = b`` and ``b = c``, each one equati
     a worker spent more than the time limit on it and was killed (:mod:`.parallel`).
 
 Step ratings, PRM800K-like (:attr:`EquationCheck.rating`): +1 ``reference`` or ``valid``, 0
-``redundant`` or ``irrelevant``, -1 ``incorrect``, None for ``unparseable``, ``too_large`` and
-``timeout`` (the label says which, the reason why). Per derivation: the first wrong step (index
-of the first ``incorrect`` equation, or None), goal reached (some generated equation is the
+``redundant`` or ``irrelevant``, -1 ``incorrect``, None for ``unparseable``, ``cut_off``,
+``too_large`` and ``timeout`` (the label says which, the reason why). Per derivation: the first
+wrong step (index of the first ``incorrect`` equation, or None), goal reached (some generated equation is the
 reference's last, either side order), reference steps skipped (non-premise reference equations
 never produced), lengths.
 

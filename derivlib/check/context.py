@@ -12,7 +12,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 from .. import latex, srepr
-from ..derivation import Derivation, is_premise, normalise_annotation
+from ..derivation import Derivation, is_premise, normalise_annotation, to_latex
 
 POINTS = 5
 LOW, HIGH = 0.5, 1.5
@@ -56,6 +56,7 @@ class ReferenceContext:
         equations = [reference_equation(text) for _, text in derivation.steps]
         self.reference = equations
         self.premise_flags = [is_premise(a) for a in derivation.annotations]
+        self._premise_srepr = [text for flag, (_, text) in zip(self.premise_flags, derivation.steps) if flag]
         self.goal = equations[-1]
         self.definitions: dict[str, sp.Lambda] = {}
         premise_symbols: set = set()
@@ -84,6 +85,11 @@ class ReferenceContext:
             for key in set(equation_keys(equation)):
                 self.reference_keys.setdefault(key, []).append(index)
         self._values: dict[sp.Symbol, np.ndarray] = {}
+
+    @functools.cached_property
+    def premise_latex(self) -> list[str]:
+        """The premises as the prompt shows them (the authors' printing of their srepr)."""
+        return [to_latex(srepr.read(text, evaluate_equality=False)) for text in self._premise_srepr]
 
     def values(self, symbol: sp.Symbol) -> np.ndarray:
         """The symbol's values at the ``POINTS`` check points (uniform in [LOW, HIGH])."""

@@ -12,10 +12,10 @@ from . import budgets
 from .context import ReferenceContext, TooLarge, Undecided, context_of, equation_keys
 from .evaluate import holds, integrate, substitute
 
-LABELS = ("unparseable", "reference", "valid", "incorrect", "redundant", "irrelevant", "too_large", "timeout")
+LABELS = ("unparseable", "cut_off", "reference", "valid", "incorrect", "redundant", "irrelevant", "too_large", "timeout")
 #: PRM800K-like step ratings: +1 reference or valid, 0 redundant or irrelevant, -1 incorrect.
-#: ``unparseable``, ``too_large`` and ``timeout`` have none (None): the label says which, the
-#: reason why.
+#: ``unparseable``, ``cut_off``, ``too_large`` and ``timeout`` have none (None): the label says
+#: which, the reason why.
 RATINGS = {"reference": 1, "valid": 1, "redundant": 0, "irrelevant": 0, "incorrect": -1}
 #: Progress steps reported to a ``progress`` callback besides the equation indices.
 SETUP, RELEVANCE = -1, budgets.MAX_EQUATIONS + 1
@@ -31,6 +31,7 @@ class EquationCheck:
     latex: str = ""  # canonical LaTeX of the parse (for display), "" if unparseable
     chain: bool = False  # one link a = b of a chain a = b = c the model wrote
     reference_step: int | None = None  # the reference equation it equals (either side order)
+    restored: str = ""  # the lost start put back before the text (dialect rule 9), read as a premise
 
     @property
     def rating(self) -> int | None:
@@ -163,6 +164,20 @@ def split_prediction(prediction: str | Sequence[str]) -> tuple[list[tuple[str, b
     return found[:budgets.MAX_EQUATIONS], [entry], written
 
 
+def cut_off_reason(text: str, parse_reason: str) -> str | None:
+    """Why an answer's last equation that does not parse is where the answer was cut off (as when
+    the generation's token budget runs out) rather than an equation written wrong, or None: it
+    leaves a bracket open, ends with a backslash, or the parser ran out of input."""
+    unclosed = dialect.unmatched_brackets(text)[1]
+    if unclosed:
+        return f"the answer ends inside this equation: {unclosed} bracket(s) left open"
+    if text.rstrip().endswith("\\"):
+        return "the answer ends inside this equation: it ends with a backslash"
+    if "end of input" in parse_reason or parse_reason.endswith("got None"):
+        return f"the answer ends inside this equation ({parse_reason})"
+    return None
+
+
 def _decide(equation: sp.Equality, context: ReferenceContext, constants: set, lenient: bool) -> tuple[str, str]:
     """(label, reason) of a parsed equation that is neither redundant nor a reference one."""
     try:
@@ -217,6 +232,10 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
     report(SETUP)
     context = context_of(srepr_derivation, seed)
     pieces, left_out, written = split_prediction(prediction)
+    # rule 9 of derivlib.dialect: FLAN-T5's answers lose their first token
+    lost_start = dialect.restore_lost_start(pieces[0][0], context.premise_latex) \
+        if pieces and not pieces[0][1] else None
+    ends_the_answer = isinstance(prediction, str) and not left_out
     checks: list[EquationCheck] = []
     parsed: list[sp.Equality | None] = []
     seen: set = set()
@@ -233,10 +252,11 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
             checks.append(EquationCheck(text, label, reason, chain=chain))
             parsed.append(None)
             continue
+        read, restored = (lost_start if index == 0 and lost_start else (text, ""))
         try:
-            if text not in parses:  # models repeat equations: each text is parsed once
-                parses[text] = latex.parse_equation(text, context.functions)
-            result = parses[text]
+            if read not in parses:  # models repeat equations: each text is parsed once
+                parses[read] = latex.parse_equation(read, context.functions)
+            result = parses[read]
         except MemoryError:
             result = None
         if result is None or not result.ok:
@@ -246,25 +266,28 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
             elif result.too_large:  # a number the parser would not hold (latex.numbers)
                 checks.append(EquationCheck(text, "too_large", result.reason, chain=chain))
             else:
-                checks.append(EquationCheck(text, "unparseable", result.reason, chain=chain))
+                last = ends_the_answer and index == len(pieces) - 1
+                cut = cut_off_reason(text, result.reason) if last else None
+                checks.append(EquationCheck(text, "cut_off" if cut else "unparseable", cut or result.reason,
+                                            chain=chain))
                 failures.append(result.reason)
             parsed.append(None)
             continue
         equation = result.expr
         parsed.append(equation)
-        if text not in printed:
-            printed[text] = _shown(equation)
-        shown = printed[text]
+        if read not in printed:
+            printed[read] = _shown(equation)
+        shown = printed[read]
         key = (equation.lhs, equation.rhs)
         steps = context.reference_keys.get(key)
         step = steps[0] if steps else None
         if key in seen:
-            checks.append(EquationCheck(text, "redundant", "repeats an earlier equation", shown, chain, step))
+            checks.append(EquationCheck(text, "redundant", "repeats an earlier equation", shown, chain, step, restored))
             continue
         seen.update(equation_keys(equation))
         if steps:
             matched_reference.update(steps)
-            checks.append(EquationCheck(text, "reference", "", shown, chain, step))
+            checks.append(EquationCheck(text, "reference", "", shown, chain, step, restored))
             continue
         has_integral = equation.has(sp.Integral)
         if has_integral:  # a symbol first written beside an integral is the model's constant
@@ -274,7 +297,7 @@ def check_derivation(prediction: str | Sequence[str], srepr_derivation: Sequence
         label, how = _decide(equation, context, constants, lenient)
         if label == "too_large":
             parsed[-1] = None
-        checks.append(EquationCheck(text, label, how, shown, chain, step))
+        checks.append(EquationCheck(text, label, how, shown, chain, step, restored))
     report(RELEVANCE)
     if relevance:
         _mark_irrelevant(checks, parsed, context)

@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
+from .. import dialect
 from ..base.vocabulary import SETS
 from .derivations import LABELS, DerivationCheck, EquationCheck
 
@@ -18,7 +19,6 @@ COUNT_COLUMNS = ("equations",) + LABELS + ("derivations", "goal_reached", "with_
 #: Kinds of parse failure (:func:`failure_kind`), in the order tables list them.
 FAILURE_KINDS = ("start missing", "cut off at the end", "unbalanced brackets", "not an equation",
                  "unknown command", "outside the dialect")
-_OPEN = {"{": "}", "(": ")", "[": "]"}
 
 
 def _order(model_set: tuple) -> tuple:
@@ -28,7 +28,8 @@ def _order(model_set: tuple) -> tuple:
 
 def summarize(checks: Iterable[DerivationCheck]):
     """Counts per (model, set): a DataFrame with the columns ``model, set`` + COUNT_COLUMNS.
-    ``parsed_share`` is the share of equations not labelled ``unparseable``; ``with_wrong_step``
+    ``parsed_share`` is the share of equations not labelled ``unparseable`` (a ``cut_off`` answer end
+    is not a whole equation; ``too_large`` and ``timeout`` ones were read); ``with_wrong_step``
     counts derivations with an equation labelled ``incorrect``."""
     rows: dict[tuple, Counter] = {}
     for check in checks:
@@ -69,25 +70,11 @@ def examples(checks: Sequence[DerivationCheck]) -> dict[str, EquationCheck]:
 
 # ----------------------------------------------------------------------------------- parse failures
 
-def _brackets(text: str) -> tuple[int, int]:
-    """(closing brackets without an opening one, opening brackets never closed)."""
-    stack, unmatched = [], 0
-    for ch in text:
-        if ch in _OPEN:
-            stack.append(_OPEN[ch])
-        elif ch in _OPEN.values():
-            if stack and stack[-1] == ch:
-                stack.pop()
-            else:
-                unmatched += 1
-    return unmatched, len(stack)
-
-
 def failure_kind(text: str, reason: str, first: bool, last: bool) -> str:
     """Why an equation did not parse, as one of FAILURE_KINDS. ``first``/``last``: whether it is
     the first / last equation of its prediction (a cut-off output loses its end, and FLAN-T5's
     released outputs sometimes lack their first tokens)."""
-    unmatched, unclosed = _brackets(text)
+    unmatched, unclosed = dialect.unmatched_brackets(text)
     if reason.startswith("not an equation"):
         return "not an equation"
     if first and (unmatched or text.lstrip().startswith("{")):  # "{ (a, b) } = ...": a function lost its name
@@ -103,16 +90,20 @@ def failure_kind(text: str, reason: str, first: bool, last: bool) -> str:
 
 
 def failures_table(checks: Iterable[DerivationCheck]) -> pd.DataFrame:
-    """Every equation labelled ``unparseable``: model, set, id, index, kind, reason, text; sorted
-    by kind (FAILURE_KINDS order), model, set."""
+    """Every equation that was not read: labelled ``unparseable`` or ``cut_off`` (kind "cut off
+    at the end"); model, set, id, index, kind, reason, text; sorted by kind (FAILURE_KINDS
+    order), model, set."""
     rows = []
     rank = {kind: i for i, kind in enumerate(FAILURE_KINDS)}
     for check in checks:
         for index, equation in enumerate(check.equations):
-            if equation.label != "unparseable":
+            if equation.label == "cut_off":
+                kind = "cut off at the end"
+            elif equation.label == "unparseable":
+                last = all(e.label == "too_large" for e in check.equations[index + 1:])  # budget entries end a list
+                kind = failure_kind(equation.text, equation.reason, index == 0, last)
+            else:
                 continue
-            last = all(e.label == "too_large" for e in check.equations[index + 1:])  # budget entries end a list
-            kind = failure_kind(equation.text, equation.reason, index == 0, last)
             rows.append({"model": check.model, "set": check.set, "id": check.id, "index": index, "kind": kind,
                          "reason": equation.reason, "text": equation.text,
                          "_order": (rank[kind], *_order((check.model, check.set)), check.id, index)})

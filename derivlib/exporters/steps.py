@@ -5,7 +5,7 @@ people (``python -m derivlib export steps``).
 The ratings and the first wrong step are the check's own (``check --details`` writes them too,
 flat): :attr:`derivlib.check.EquationCheck.rating` is +1 for ``reference`` and ``valid``, 0 for
 ``redundant`` and ``irrelevant``, -1 for ``incorrect``, and None for the equations the check
-could not rate (``unparseable``, ``too_large``, ``timeout``); the first wrong step is the 0-based
+could not rate (``unparseable``, ``cut_off``, ``too_large``, ``timeout``); the first wrong step is the 0-based
 index of the first equation rated -1. This module only puts them in PRM800K's record shape.
 
 A record holds the item (``id``, ``model``, ``set``), the ``question`` (``problem``: the prompt;

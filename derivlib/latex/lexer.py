@@ -20,6 +20,8 @@ SYMBOL_COMMANDS = GREEK | {"hbar", "nabla", "ell", "imath", "jmath", "aleph", "w
 #: Commands that decorate one argument and make a new name (``\mathbf{E}``, ``\hat{H}``).
 ACCENTS = {"mathbf", "mathbb", "mathcal", "mathrm", "mathit", "boldsymbol", "bm", "vec", "hat",
            "widehat", "dot", "ddot", "tilde", "widetilde", "bar", "overline", "breve", "check"}
+#: Accents that only set a font: around anything but a name they are typography (the content).
+FONTS = {"mathbf", "mathrm", "mathit", "boldsymbol", "bm"}
 #: Superscripts that are part of a name, not a power: canonical text.
 NAME_SUPERSCRIPTS = {"\\prime": "\\prime", "'": "\\prime", "*": "*", "\\ast": "*", "\\star": "*",
                      "\\dagger": "\\dagger", "\\prime\\prime": "\\prime\\prime", "''": "\\prime\\prime"}

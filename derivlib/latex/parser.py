@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..derivation import to_latex
-from .lexer import ACCENTS, FUNCTIONS, OPERATORNAMES, ParseError, is_name_command, normalise, tokenize
+from .lexer import ACCENTS, FONTS, FUNCTIONS, OPERATORNAMES, ParseError, is_name_command, normalise, tokenize
 from . import numbers
 from .names import NameReader, canonical_symbol
 
@@ -330,9 +330,24 @@ class Parser(NameReader):
         if name == "infty":
             self.pos += 1
             return sp.oo
+        if name in FONTS and self.peek(1) == "{" and not self._holds_a_name():
+            # \mathbf{(\iota)}: a font around an expression is typography, not a new name
+            self.pos += 1
+            return self.group(stop_at_differential)
         if is_name_command(value) or name in ACCENTS:
             return self.named()
         raise ParseError(f"unknown command {value!r}")
+
+    def _holds_a_name(self) -> bool:
+        """Whether a name starts here (the cursor does not move)."""
+        saved, depth = self.pos, self.depth
+        try:
+            self.identifier()
+            return True
+        except ParseError:
+            return False
+        finally:
+            self.pos, self.depth = saved, depth
 
     def identifier_or_word(self) -> str:
         """Inside ``\\operatorname{...}``: a name, or a word such as ``Ci``."""

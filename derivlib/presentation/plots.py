@@ -200,8 +200,9 @@ def error_distribution(summary):
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(shares) + 1.8))
     colours = {"reference": "#4c9f70", "valid": "#9bd09f", "irrelevant": "#f2c14e",
                "redundant": "#f78154", "incorrect": "#d1495b", "unparseable": "#7a7a7a",
-               "too_large": "#3d5a80", "timeout": "#1b1b1b"}
-    order = ["reference", "valid", "irrelevant", "redundant", "incorrect", "unparseable", "too_large", "timeout"]
+               "cut_off": "#b8b8b8", "too_large": "#3d5a80", "timeout": "#1b1b1b"}
+    order = ["reference", "valid", "irrelevant", "redundant", "incorrect", "unparseable", "cut_off", "too_large",
+             "timeout"]
     shares[order].iloc[::-1].plot.barh(stacked=True, ax=ax, color=[colours[k] for k in order], width=0.8)
     ax.set_xlabel("share of generated equations (%)")
     ax.set_ylabel("")
