@@ -7,11 +7,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from derivlib.readers import released as paper
+
+
+def pytest_configure(config):
+    # A shell without job control starts a background command with SIGINT ignored, and Python
+    # keeps it so (children inherit it): the Ctrl-C tests need what a terminal gives, the
+    # interpreter's own handler.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

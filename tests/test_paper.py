@@ -2,10 +2,14 @@
 ``readers.runs.load_predictions`` alike) and stage ``paper_outputs`` (08, rescoring them)."""
 from __future__ import annotations
 
+import io
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from derivlib.__main__ import main as cli_main
 from derivlib.base.files import write_jsonl
 from derivlib.base.vocabulary import PREDICTION_FIELDS, SETS
 from derivlib.readers import released, runs
@@ -79,3 +83,27 @@ def test_stage_08_without_released_files_says_so_and_completes(isolated_data, mo
     result = stage.run(run)
     assert not result.available and run.complete
     assert "skipped" in result.summary() and "DERIVLIB_PAPER_RESULTS" in result.summary()
+
+
+def test_a_file_named_for_one_model_holding_another_is_read_by_its_keys(gpt4_results, flan_results, tmp_path, capsys):
+    """The authors' third file, chatgpt_results.json, holds ``static_gpt-3.5-turbo`` and so on: its
+    shape here is the GPT-4 file's, the model keys renamed."""
+    items = json.loads(gpt4_results.read_text())
+    renamed = [{key.replace("_gpt-4", "_gpt-3.5-turbo"): value for key, value in item.items()} for item in items]
+    assert not any(key.endswith("_gpt-4") for item in renamed for key in item)
+    chatgpt = tmp_path / "chatgpt_results.json"
+    chatgpt.write_text(json.dumps(renamed))
+    for name in ("gpt-4_results.json", "flan-t5-large_results.json"):
+        (tmp_path / name).write_bytes((gpt4_results if name.startswith("gpt") else flan_results).read_bytes())
+    assert released.results_files(tmp_path) == {"gpt-3.5-turbo": chatgpt, "gpt-4": tmp_path / "gpt-4_results.json",
+                                                "flan-t5-large": tmp_path / "flan-t5-large_results.json"}
+    comparison, _, _ = stage.rescore(chatgpt)
+    assert len(comparison) == 39 and comparison["max_abs_difference"].max() <= 1e-9
+    assert cli_main(["score", "--results", str(chatgpt), "--format", "csv"]) == 0
+    scores = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(scores["model"]) == {"gpt-3.5-turbo"} and set(scores["set"]) == set(SETS)
+    stored = np.mean([item["static_rouge"] for item in items])
+    assert abs(scores.query("set == 'static' and metric == 'rouge'")["mean"].item() - 100 * stored) <= 1e-7
+    assert cli_main(["check", "--results", str(chatgpt), "--format", "csv"]) == 0
+    labels = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert set(labels["model"]) == {"gpt-3.5-turbo"} and labels["equations"].sum() == 2377

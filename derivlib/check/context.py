@@ -88,8 +88,15 @@ class ReferenceContext:
 
     @functools.cached_property
     def premise_latex(self) -> list[str]:
-        """The premises as the prompt shows them (the authors' printing of their srepr)."""
-        return [to_latex(srepr.read(text, evaluate_equality=False)) for text in self._premise_srepr]
+        """The premises as the prompt shows them (the authors' printing of their srepr); one that
+        SymPy's printer refuses is left out (its lost start cannot be restored, dialect rule 9)."""
+        printed = []
+        for text in self._premise_srepr:
+            try:
+                printed.append(to_latex(srepr.read(text, evaluate_equality=False)))
+            except (ValueError, TypeError, RecursionError):
+                continue
+        return printed
 
     def values(self, symbol: sp.Symbol) -> np.ndarray:
         """The symbol's values at the ``POINTS`` check points (uniform in [LOW, HIGH])."""

@@ -12,7 +12,8 @@ from . import budgets
 from .context import ReferenceContext, TooLarge, Undecided, context_of, equation_keys
 from .evaluate import holds, integrate, substitute
 
-LABELS = ("unparseable", "cut_off", "reference", "valid", "incorrect", "redundant", "irrelevant", "too_large", "timeout")
+LABELS = ("unparseable", "cut_off", "reference", "valid", "incorrect", "redundant", "irrelevant", "too_large",
+          "timeout")
 #: PRM800K-like step ratings: +1 reference or valid, 0 redundant or irrelevant, -1 incorrect.
 #: ``unparseable``, ``cut_off``, ``too_large`` and ``timeout`` have none (None): the label says
 #: which, the reason why.
