@@ -208,8 +208,11 @@ def error_distribution(summary):
     ax.set_ylabel("")
     ax.set_xlim(0, 100)
     ax.set_title("Symbolic check of generated equations")
-    ax.legend(ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(shares), 1)), frameon=False)
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    ax.get_legend().remove()
+    figure_height = fig.get_size_inches()[1]
+    fig.legend(handles, labels, ncol=3, loc="lower center", frameon=False)
+    fig.tight_layout(rect=(0, 0.85 / figure_height, 1, 1))  # the legend's three rows: about 0.85 inch
     return fig
 
 
