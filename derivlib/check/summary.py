@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import dialect
 from ..base.vocabulary import SETS
-from .derivations import LABELS, DerivationCheck, EquationCheck
+from .derivations import LABELS, DerivationCheck, EquationCheck, cut_off_reason
 
 #: Columns of :func:`summarize` after ``model, set``: counts, then the share of equations parsed.
 COUNT_COLUMNS = ("equations",) + LABELS + ("derivations", "goal_reached", "with_wrong_step", "parsed_share")
@@ -79,8 +79,7 @@ def failure_kind(text: str, reason: str, first: bool, last: bool) -> str:
         return "not an equation"
     if first and (unmatched or text.lstrip().startswith("{")):  # "{ (a, b) } = ...": a function lost its name
         return "start missing"
-    ends_early = unclosed or text.rstrip().endswith("\\") or "end of input" in reason or reason.endswith("got None")
-    if last and ends_early:
+    if last and cut_off_reason(text, reason):
         return "cut off at the end"
     if unmatched or unclosed:
         return "unbalanced brackets"
